@@ -1,0 +1,52 @@
+"""Guards that an image holds the units a computation needs (SUV, HU) and finite values.
+
+SUV and Bq/mL differ by a factor of ~10^3–10^4, and a CT read without its rescale intercept is
+shifted by +1024: both give silently wrong features, so computations check first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from BoneOligoMetLib.errors import UnitsError
+
+# SUVbw of FDG in a body rarely exceeds ~100 even in the bladder; activity concentrations in
+# Bq/mL of a clinical scan are ~10^3–10^5. A 99.9th percentile above this is not SUV.
+MAX_PLAUSIBLE_SUV = 300.0
+# Air is −1000 HU; a CT whose minimum is ≥ 0 (of the body-wide image) was stored without intercept.
+MAX_PLAUSIBLE_CT_MINIMUM_HU = -500.0
+
+
+def require_finite(image: sitk.Image, name: str) -> np.ndarray:
+    """The image's voxels as an array; NaN or infinite voxels are an error naming ``name``."""
+    array = sitk.GetArrayViewFromImage(image)
+    if array.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise UnitsError(f"{name}: {bad} voxel(s) are NaN or infinite")
+    return array
+
+
+def require_suv(image: sitk.Image, name: str = "PET") -> None:
+    """Refuse a PET image that holds Bq/mL (or counts) where SUV is expected."""
+    array = require_finite(image, name)
+    high = float(np.percentile(array, 99.9)) if array.size else 0.0
+    if high > MAX_PLAUSIBLE_SUV:
+        raise UnitsError(
+            f"{name}: values up to {high:.4g} (99.9th percentile) look like Bq/mL, not SUV; "
+            f"convert with `bone-oligomet suv` first"
+        )
+    if float(array.min(initial=0.0)) < -1.0:
+        raise UnitsError(f"{name}: minimum {float(array.min()):.4g} is not a plausible SUV")
+
+
+def require_hu(image: sitk.Image, name: str = "CT") -> None:
+    """Refuse a CT whose values cannot be Hounsfield units (no air below −500 HU)."""
+    array = require_finite(image, name)
+    low = float(array.min()) if array.size else 0.0
+    if low > MAX_PLAUSIBLE_CT_MINIMUM_HU:
+        raise UnitsError(
+            f"{name}: minimum value {low:.4g} — a body CT in HU contains air (≈ −1000 HU); "
+            f"was the rescale intercept dropped?"
+        )

@@ -75,3 +75,27 @@ def itk_geometry_from_ijk_to_ras(
         tuple(float(v) for v in spacing),
         tuple(float(v) for v in direction.ravel()),
     )
+
+
+def image_from_array(array_kji: np.ndarray, ijk_to_ras: np.ndarray):
+    """A SimpleITK image from a Slicer-style voxel array (k, j, i order) and its IJK→RAS matrix.
+
+    This is what ``slicer.util.arrayFromVolume(node)`` and ``node.GetIJKToRASMatrix`` give.
+    """
+    import SimpleITK as sitk
+
+    origin, spacing, direction = itk_geometry_from_ijk_to_ras(ijk_to_ras)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array_kji))
+    image.SetOrigin(origin)
+    image.SetSpacing(spacing)
+    image.SetDirection(direction)
+    return image
+
+
+def array_from_image(image) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel array (k, j, i order) and 4×4 IJK→RAS matrix of a SimpleITK image, as
+    ``slicer.util.addVolumeFromArray(array, ijkToRAS=matrix)`` takes them."""
+    import SimpleITK as sitk
+
+    matrix = ijk_to_ras_matrix(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+    return sitk.GetArrayFromImage(image), matrix

@@ -159,7 +159,7 @@ def binary_mask(mask: sitk.Image, label: Optional[int] = None, name: str = "mask
         label = labels[0]
     elif label not in labels:
         raise MaskError(f"{name}: lesion label {label} not found; labels present: {labels}")
-    return sitk.BinaryThreshold(mask, label - 0.5, label + 0.5, 1, 0)
+    return sitk.Cast(sitk.Equal(mask, float(label)), sitk.sitkUInt8)
 
 
 def mask_physical_bounds(mask: sitk.Image) -> tuple[np.ndarray, np.ndarray]:

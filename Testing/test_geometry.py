@@ -1,0 +1,139 @@
+"""PET/CT geometry: overlap checks, grid matching, PET onto the CT grid, lesion crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import make_image
+
+from BoneOligoMetLib import geometry
+from BoneOligoMetLib.errors import GeometryError, MaskError
+
+
+def test_physical_bounds_include_voxel_edges():
+    image = make_image(np.zeros((2, 3, 4), np.float32), spacing=(2, 1, 5), origin=(10, 0, -5))
+    low, high = geometry.physical_bounds(image)
+    np.testing.assert_allclose(low, [9.0, -0.5, -7.5])
+    np.testing.assert_allclose(high, [9.0 + 8.0, 2.5, 2.5])
+
+
+def test_ct_and_pet_of_one_scan_overlap_fully(ct_pet_pair):
+    ct, pet = ct_pet_pair
+    assert geometry.require_overlap(ct, pet) == pytest.approx(1.0)
+
+
+def test_disjoint_pet_is_refused_with_both_extents(ct_pet_pair):
+    ct, pet = ct_pet_pair
+    pet.SetOrigin((2.0, 2.0, 502.0))  # another scan range entirely
+    with pytest.raises(GeometryError) as caught:
+        geometry.require_overlap(ct, pet)
+    message = str(caught.value)
+    assert "do not overlap" in message
+    assert "CT spans" in message
+    assert "PET spans" in message
+    assert "z 500…540" in message
+    assert "\n" not in message
+
+
+def test_pet_resampled_onto_ct_grid_keeps_values_and_place(ct_pet_pair):
+    ct, pet = ct_pet_pair
+    fused = geometry.resample_pet_to_ct(pet, ct)
+    assert geometry.same_grid(fused, ct)
+    assert fused.GetPixelID() == sitk.sitkFloat32
+    # The hot cube spans 16–24 mm on every axis; its centre (20, 20, 20) mm is hot on the CT grid,
+    # and a point 10 mm away is background.
+    centre = fused.TransformPhysicalPointToIndex((20.5, 20.5, 21.0))
+    assert fused[centre] == pytest.approx(8.0)
+    far = fused.TransformPhysicalPointToIndex((8.5, 8.5, 9.0))
+    assert fused[far] == pytest.approx(1.0)
+
+
+def test_same_grid_detects_each_difference(ct_pet_pair):
+    ct, _ = ct_pet_pair
+    assert geometry.same_grid(ct, ct)
+    moved = sitk.Image(ct)
+    moved.SetOrigin((0.5, 0.5, 1.5))
+    assert not geometry.same_grid(ct, moved)
+    rescaled = sitk.Image(ct)
+    rescaled.SetSpacing((1.0, 1.0, 2.5))
+    assert not geometry.same_grid(ct, rescaled)
+    rotated = sitk.Image(ct)
+    rotated.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, 1))
+    assert not geometry.same_grid(ct, rotated)
+
+
+def test_mask_on_neither_grid_is_refused_naming_grids(ct_pet_pair):
+    ct, pet = ct_pet_pair
+    mask = make_image(np.ones((5, 5, 5), np.uint8), spacing=(3, 3, 3))
+    with pytest.raises(GeometryError) as caught:
+        geometry.require_mask_grid(mask, [("CT", ct), ("PET", pet)], "lesions.nii.gz")
+    message = str(caught.value)
+    assert "lesions.nii.gz grid (5×5×5 voxels of 3×3×3 mm" in message
+    assert "CT: 40×40×20 voxels" in message
+    assert "PET: 10×10×10 voxels" in message
+    on_pet = make_image(np.zeros((10, 10, 10), np.uint8), spacing=(4, 4, 4), origin=(2, 2, 2))
+    assert geometry.require_mask_grid(on_pet, [("CT", ct), ("PET", pet)]) == "PET"
+
+
+def test_crop_to_mask_on_other_grid_keeps_physical_place(ct_pet_pair):
+    _, pet = ct_pet_pair
+    lesion = np.zeros((20, 40, 40), np.uint8)
+    lesion[8:10, 16:24, 16:24] = 1  # x, y 16–24 mm; z 16–20 mm on the CT grid
+    mask = make_image(lesion, spacing=(1.0, 1.0, 2.0), origin=(0.5, 0.5, 1.0))
+    crop = geometry.crop_to_mask(pet, mask, margin_mm=4.0)
+    low, high = geometry.physical_bounds(crop)
+    # Box 16–24 mm (z 16–20) grown by 4 mm, snapped outwards to whole 4 mm PET voxels.
+    np.testing.assert_allclose(low, [12.0, 12.0, 12.0])
+    np.testing.assert_allclose(high, [28.0, 28.0, 24.0])
+    # Same voxel value at the same physical point in crop and original.
+    point = (20.0, 20.0, 18.0)
+    assert (
+        crop[crop.TransformPhysicalPointToIndex(point)]
+        == pet[pet.TransformPhysicalPointToIndex(point)]
+    )
+
+
+def test_crop_is_clipped_at_the_image_border(ct_pet_pair):
+    _, pet = ct_pet_pair
+    lesion = np.zeros((10, 10, 10), np.uint8)
+    lesion[0, 0, 0] = 1
+    mask = make_image(lesion, spacing=(4, 4, 4), origin=(2, 2, 2))
+    crop = geometry.crop_to_mask(pet, mask, margin_mm=100.0)
+    assert crop.GetSize() == pet.GetSize()
+    assert crop.GetOrigin() == pet.GetOrigin()
+
+
+def test_box_outside_the_image_is_an_error(ct_pet_pair):
+    _, pet = ct_pet_pair
+    with pytest.raises(GeometryError, match="lies outside the image"):
+        geometry.crop_to_physical_box(pet, (500, 500, 500), (510, 510, 510))
+
+
+def test_mask_labels_and_binary_mask():
+    labels = np.zeros((4, 4, 4), np.uint8)
+    labels[0, 0, 0] = 1
+    labels[3, 3, 3] = 2
+    mask = make_image(labels)
+    assert geometry.mask_labels(mask) == [1, 2]
+    second = geometry.binary_mask(mask, 2)
+    assert sitk.GetArrayViewFromImage(second).sum() == 1
+    assert second[3, 3, 3] == 1
+    with pytest.raises(MaskError, match="holds 2 labels"):
+        geometry.binary_mask(mask)
+    with pytest.raises(MaskError, match="label 5 not found"):
+        geometry.binary_mask(mask, 5)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.zeros((3, 3, 3), np.uint8), "empty"),
+        (np.full((3, 3, 3), 0.5, np.float32), "non-integer"),
+        (np.full((3, 3, 3), np.nan, np.float32), "NaN"),
+        (np.full((3, 3, 3), -1, np.int16), "negative"),
+    ],
+)
+def test_bad_masks_are_refused(values, message):
+    with pytest.raises(MaskError, match=message):
+        geometry.mask_labels(make_image(values), "lesion.nii.gz")

@@ -44,7 +44,13 @@ def test_library_names_used_by_the_module_exist():
 def test_module_does_no_numerics_of_its_own():
     """Nothing clinical or numerical in the module: no scipy/SimpleITK filters, no SUV maths."""
     source = MODULE.read_text(encoding="utf-8")
-    for forbidden in ("import SimpleITK", "scipy", "RescaleSlope", "PatientWeight"):
+    for forbidden in (
+        "import SimpleITK",
+        "import scipy",
+        "from scipy",
+        "RescaleSlope",
+        "PatientWeight",
+    ):
         assert forbidden not in source
 
 

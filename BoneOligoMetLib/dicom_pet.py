@@ -1,0 +1,420 @@
+"""DICOM PET series: read their tags, times and slice geometry; write one from a 3D image.
+
+Reading (shared by ``suv``): DA/TM/DT parsing, numeric and private tags, and the geometry of
+one-slice-per-file series, sorted along the slice normal in LPS.
+
+Writing: ``write_pet_series`` stores a 3D activity image (Bq/mL, LPS) as a PET Image Storage
+series, one file per axial slice, int16 with a per-slice RescaleSlope, with the SUV tags a GE
+PET series carries (PS3.3 C.8.9.1 PET Series, C.8.9.2 PET Isotope, C.8.9.4 PET Image). Options
+build the cases an SUV reader must survive: beds with their own acquisition times and decay
+references, ADMIN / NONE decay correction, Philips CNTS, GML, a post-processed SeriesTime and
+dropped tags.
+
+Time model of the writer: ``activity_bqml`` is the activity concentration at
+``series_datetime`` (the scan start and the DICOM Series reference time). Bed k starts
+k × ``bed_duration_s`` later; its frame time is the bed start plus the frame's
+average-count-rate time (C.8.9.4.1.5); stored values are that activity decayed to the time the
+series says it is corrected to. So a correct reader gets SUVbw = activity × weight_g /
+(dose × 2^(−Δt/T½)), Δt = series time − injection time, whatever the options.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from BoneOligoMetLib.errors import DicomTagError, GeometryError, ImageReadError
+
+F18_HALF_LIFE_S = 6586.2  # QIBA FDG-PET/CT profile: 109.77 min
+PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
+GE_PRIVATE_CREATOR = "GEMS_PETD_01"  # (0009,10xx); 0x0D = PET scan_datetime (DT)
+PHILIPS_PRIVATE_CREATOR = "Philips PET Private Group"  # (7053,10xx)
+PHILIPS_SUV_FACTOR = 0x00  # (7053,1000) SUV scale factor: SUVbw per rescaled value
+PHILIPS_ACTIVITY_FACTOR = 0x09  # (7053,1009) activity concentration scale factor: Bq/mL per value
+
+PathLike = Union[str, Path]
+
+
+def dicom_date(value: dt.datetime) -> str:
+    """DICOM DA ``YYYYMMDD``."""
+    return value.strftime("%Y%m%d")
+
+
+def dicom_time(value: dt.datetime) -> str:
+    """DICOM TM ``HHMMSS`` (``.ffffff`` only when there are fractional seconds)."""
+    return value.strftime("%H%M%S.%f" if value.microsecond else "%H%M%S")
+
+
+def dicom_datetime(value: dt.datetime) -> str:
+    """DICOM DT ``YYYYMMDDHHMMSS[.ffffff]``."""
+    return dicom_date(value) + dicom_time(value)
+
+
+def average_count_time_s(frame_duration_s: float, half_life_s: float) -> float:
+    """Seconds after frame start at which the activity equals its frame average (C.8.9.4.1.5)."""
+    if frame_duration_s <= 0:
+        return 0.0
+    decay_during_frame = math.log(2.0) / half_life_s * frame_duration_s
+    return math.log(decay_during_frame / (1.0 - math.exp(-decay_during_frame))) / (
+        math.log(2.0) / half_life_s
+    )
+
+
+def parse_dicom_time(text: str) -> Optional[dt.time]:
+    """DICOM TM (``HH[MM[SS[.F]]]``, legacy ``HH:MM:SS``) as a time; None if it is not one."""
+    match = re.fullmatch(r"(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?", text.strip().replace(":", ""))
+    if not match:
+        return None
+    hours, minutes, seconds, fraction = match.groups()
+    try:
+        return dt.time(
+            int(hours), int(minutes or 0), int(seconds or 0), int((fraction or "0").ljust(6, "0"))
+        )
+    except ValueError:
+        return None
+
+
+def parse_dicom_date(text: str) -> Optional[dt.date]:
+    """DICOM DA (``YYYYMMDD``, legacy ``YYYY.MM.DD``) as a date; None if it is not one."""
+    try:
+        return dt.datetime.strptime(text.strip().replace(".", ""), "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def parse_dicom_datetime(text: str) -> Optional[dt.datetime]:
+    """DICOM DT (``YYYYMMDD[HHMMSS[.F]][&ZZXX]``), naive: the UTC offset is dropped."""
+    text = re.sub(r"[+-]\d{4}$", "", text.strip())
+    day = parse_dicom_date(text[:8]) if len(text) >= 8 else None
+    clock = parse_dicom_time(text[8:]) if len(text) > 8 else dt.time()
+    return dt.datetime.combine(day, clock) if day and clock is not None else None
+
+
+def tag_label(keyword: str) -> str:
+    """``tag (gggg,eeee)`` for a standard keyword, for provenance tables."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return f"tag ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else "tag"
+
+
+def tag_text(ds: Any, keyword: str) -> str:
+    """A single-valued tag as stripped text; "" when absent or empty."""
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def tag_number(ds: Any, keyword: str, path: object) -> Optional[float]:
+    """A numeric tag as float; None when absent or empty; DicomTagError when not a number."""
+    text = tag_text(ds, keyword)
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise DicomTagError(keyword, path, f"is {text!r}, not a number") from None
+    if not math.isfinite(value):
+        raise DicomTagError(keyword, path, f"is {text!r}, not a finite number")
+    return value
+
+
+def private_text(ds: Any, group: int, creator: str, element: int) -> Optional[str]:
+    """The value of private element ``(group, xx<element>)`` reserved by ``creator``, as text."""
+    try:
+        tag = ds.private_block(group, creator).get_tag(element)
+    except KeyError:
+        return None
+    if tag not in ds:
+        return None
+    value = ds[tag].value
+    if isinstance(value, bytes):  # VR UN in files written without the private dictionary
+        value = value.decode("ascii", "replace")
+    return str(value).strip(" \x00") or None
+
+
+def private_number(ds: Any, group: int, creator: str, element: int, path: object):
+    """A numeric private element as float, None when absent; DicomTagError when not a number."""
+    text = private_text(ds, group, creator, element)
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        name = f"({group:04X},10{element:02X}) of {creator!r}"
+        raise DicomTagError(name, path, f"is {text!r}, not a number") from None
+
+
+def read_datasets(paths: Sequence[str], pixels: bool = True) -> list[Any]:
+    """pydicom datasets of ``paths``; an unreadable file is an ImageReadError naming it."""
+    import pydicom
+
+    datasets = []
+    for path in paths:
+        try:
+            datasets.append(pydicom.dcmread(path, stop_before_pixels=not pixels))
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as error:
+            raise ImageReadError(f"{path}: not a readable DICOM file: {error}") from None
+    return datasets
+
+
+def _floats(ds: Any, keyword: str, path: str, count: int) -> np.ndarray:
+    value = ds.get(keyword)
+    if value is None or len(value) != count:
+        found = "is missing" if value is None else f"has {len(value)} values, not {count}"
+        raise DicomTagError(keyword, path, found, "needed to place the slice in space")
+    return np.array([float(v) for v in value], dtype=float)
+
+
+def slice_geometry(datasets: Sequence[Any], paths: Sequence[str]):
+    """(order, origin_mm, spacing_mm, direction) of one-slice-per-file images, in LPS.
+
+    ``order`` sorts the slices along their normal (row × column, as GDCM/ITK do); direction
+    columns are the row, column and normal directions. Duplicate or unevenly spaced slices,
+    mixed orientations or sizes, or in-plane shifts are a GeometryError naming the files.
+    """
+    orientation = _floats(datasets[0], "ImageOrientationPatient", paths[0], 6)
+    row, col = orientation[:3] / np.linalg.norm(orientation[:3]), orientation[3:]
+    col = col / np.linalg.norm(col)
+    if abs(float(row @ col)) > 1e-3:
+        raise GeometryError(f"{paths[0]}: ImageOrientationPatient rows and columns not orthogonal")
+    normal = np.cross(row, col)
+    size = (tag_text(datasets[0], "Rows"), tag_text(datasets[0], "Columns"))
+    positions = []
+    for ds, path in zip(datasets, paths):
+        if np.abs(_floats(ds, "ImageOrientationPatient", path, 6) - orientation).max() > 1e-4:
+            raise GeometryError(f"{path}: ImageOrientationPatient differs from {paths[0]}")
+        if (tag_text(ds, "Rows"), tag_text(ds, "Columns")) != size:
+            raise GeometryError(f"{path}: Rows×Columns differ from {paths[0]}")
+        positions.append(_floats(ds, "ImagePositionPatient", path, 3))
+    along = np.array([p @ normal for p in positions])
+    order = [int(i) for i in np.argsort(along, kind="stable")]
+    gaps = np.diff(along[order])
+    median = float(np.median(gaps)) if len(gaps) else 0.0
+    for k, gap in enumerate(gaps):
+        pair = f"{paths[order[k]]} and {paths[order[k + 1]]}"
+        if gap < 1e-3:
+            raise GeometryError(
+                f"{pair}: same slice position {along[order[k]]:.3f} mm along the normal "
+                "(several series or time frames in one folder?)"
+            )
+        if abs(gap - median) > 0.01 * median + 1e-3:
+            raise GeometryError(
+                f"{pair}: uneven slice spacing, {gap:.4g} mm here but {median:.4g} mm elsewhere "
+                "(missing slice?)"
+            )
+    for k in order:
+        offset = positions[k] - positions[order[0]]
+        if np.linalg.norm(offset - (offset @ normal) * normal) > 0.01:
+            raise GeometryError(f"{paths[k]}: slice shifted in-plane from {paths[order[0]]}")
+    spacing_xy = _floats(datasets[0], "PixelSpacing", paths[0], 2)
+    spacing_z = float(gaps.mean()) if len(gaps) else None
+    if spacing_z is None:
+        spacing_z = tag_number(datasets[0], "SliceThickness", paths[0]) or 1.0
+    direction = np.column_stack([row, col, normal]).ravel()
+    spacing = (float(spacing_xy[1]), float(spacing_xy[0]), spacing_z)
+    return order, tuple(positions[order[0]].tolist()), spacing, tuple(direction.tolist())
+
+
+def _code(value: str, scheme: str, meaning: str):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _bed_of_slices(n_slices: int, beds: Union[int, Sequence[int]]) -> list[int]:
+    """Bed index of each slice: ``beds`` is a bed count (near-equal split) or slices per bed."""
+    if isinstance(beds, int):
+        counts = [len(part) for part in np.array_split(np.arange(n_slices), max(beds, 1))]
+    else:
+        counts = [int(count) for count in beds]
+    if sum(counts) != n_slices or min(counts) < 1:
+        raise ValueError(f"beds {beds!r} do not split {n_slices} slices into non-empty beds")
+    return [bed for bed, count in enumerate(counts) for _ in range(count)]
+
+
+def write_pet_series(
+    activity_bqml: sitk.Image,
+    folder: PathLike,
+    *,
+    weight_kg: float,
+    injected_dose_bq: float,
+    injection_datetime: dt.datetime,
+    series_datetime: dt.datetime,
+    half_life_s: float = F18_HALF_LIFE_S,
+    decay_correction: str = "START",
+    units: str = "BQML",
+    manufacturer: str = "GE MEDICAL SYSTEMS",
+    beds: Union[int, Sequence[int]] = 1,
+    bed_duration_s: float = 120.0,
+    bed_decay_reference: str = "series",
+    stored_series_datetime: Optional[dt.datetime] = None,
+    philips_activity_scale: float = 0.5,
+    drop_tags: Sequence[str] = (),
+    patient_sex: str = "F",
+    patient_id: str = "BOM0001",
+    patient_name: str = "Synthetic^Patient",
+    study_uid: Optional[str] = None,
+    frame_of_reference_uid: Optional[str] = None,
+    series_description: str = "PET WB AC",
+    series_number: int = 3,
+) -> list[Path]:
+    """Write ``activity_bqml`` (3D, Bq/mL at ``series_datetime``) as a PET series in ``folder``.
+
+    ``decay_correction``: START, ADMIN or NONE. ``units``: BQML, CNTS (Philips; Bq/mL =
+    rescaled value × ``philips_activity_scale``) or GML (stored values are SUVbw).
+    ``beds``: number of beds, or slices per bed in slice order; bed k starts ``k ×
+    bed_duration_s`` after ``series_datetime``. ``bed_decay_reference``: "series" (every bed
+    decay-corrected to the series start, as DICOM requires) or "bed" (each bed to its own start,
+    as some reconstructions do). ``stored_series_datetime`` replaces SeriesDate/Time (as
+    post-processing does) while acquisition times and the GE scan datetime keep the truth.
+    ``drop_tags``: keywords removed from every file (also inside the radiopharmaceutical item).
+    Returns the files in slice order.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.valuerep import DS
+
+    decay_correction, units = decay_correction.upper(), units.upper()
+    if decay_correction not in ("START", "ADMIN", "NONE"):
+        raise ValueError(f"decay_correction {decay_correction!r}: use START, ADMIN or NONE")
+    if units not in ("BQML", "CNTS", "GML"):
+        raise ValueError(f"units {units!r}: use BQML, CNTS or GML")
+    if bed_decay_reference not in ("series", "bed"):
+        raise ValueError(f"bed_decay_reference {bed_decay_reference!r}: use 'series' or 'bed'")
+    if activity_bqml.GetDimension() != 3:
+        raise ValueError("activity_bqml must be a 3D image")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    activity = sitk.GetArrayFromImage(activity_bqml).astype(np.float64)  # (z, y, x)
+    direction = np.array(activity_bqml.GetDirection(), dtype=float).reshape(3, 3)
+    origin = np.array(activity_bqml.GetOrigin(), dtype=float)
+    spacing = activity_bqml.GetSpacing()
+    bed_of_slice = _bed_of_slices(activity.shape[0], beds)
+
+    def decay(seconds: float) -> float:  # fraction of activity left after ``seconds``
+        return 2.0 ** (-seconds / half_life_s)
+
+    weight_g, uptake_s = weight_kg * 1000.0, (series_datetime - injection_datetime).total_seconds()
+    suv_per_bqml = weight_g / (injected_dose_bq * decay(uptake_s))  # QIBA SUVbw at series time
+    study_uid = study_uid or generate_uid()
+    series_uid, frame_uid = generate_uid(), frame_of_reference_uid or generate_uid()
+    shown_series = stored_series_datetime or series_datetime
+    t_average_s = average_count_time_s(bed_duration_s, half_life_s)
+
+    files: list[Path] = []
+    for k, plane in enumerate(activity):
+        bed_start = series_datetime + dt.timedelta(seconds=bed_of_slice[k] * bed_duration_s)
+        frame_s = (bed_start - series_datetime).total_seconds() + t_average_s
+        # Time the stored values are decay-corrected to (PS3.3 C.8.9.1.1.2).
+        if decay_correction == "ADMIN":
+            reference_s = -uptake_s
+        elif decay_correction == "NONE":
+            reference_s = frame_s
+        else:
+            reference_s = 0.0 if bed_decay_reference == "series" else frame_s - t_average_s
+        values = plane * decay(reference_s)  # Bq/mL at the reference time
+        if units == "GML":
+            values = plane * suv_per_bqml
+        elif units == "CNTS":
+            values = values / philips_activity_scale
+        peak = float(np.abs(values).max())
+        slope = float(DS(peak / 32767.0 if peak > 0 else 1.0, auto_format=True))
+        stored = np.clip(np.rint(values / slope), -32768, 32767).astype(np.int16)
+
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ImageType = ["ORIGINAL", "PRIMARY"]
+        ds.SOPClassUID, ds.SOPInstanceUID = PET_IMAGE_STORAGE, generate_uid()
+        ds.StudyDate, ds.StudyTime = dicom_date(series_datetime), dicom_time(series_datetime)
+        ds.SeriesDate, ds.SeriesTime = dicom_date(shown_series), dicom_time(shown_series)
+        ds.AcquisitionDate, ds.AcquisitionTime = dicom_date(bed_start), dicom_time(bed_start)
+        ds.ContentDate, ds.ContentTime = dicom_date(shown_series), dicom_time(shown_series)
+        ds.Modality, ds.Manufacturer = "PT", manufacturer
+        ds.StudyDescription, ds.SeriesDescription = "PET/CT WHOLE BODY", series_description
+        ds.PatientName, ds.PatientID, ds.PatientSex = patient_name, patient_id, patient_sex
+        ds.PatientBirthDate = ""
+        ds.PatientWeight = DS(weight_kg, auto_format=True)
+        ds.CorrectedImage = ["NORM", "DTIM", "ATTN", "SCAT", "RAN"] + (
+            ["DECY"] if decay_correction != "NONE" else []
+        )
+        ds.DecayCorrection, ds.Units = decay_correction, units
+        ds.ReferringPhysicianName, ds.AccessionNumber = "", ""
+        ds.SeriesType, ds.CountsSource = ["WHOLE BODY", "IMAGE"], "EMISSION"
+        ds.CollimatorType = "NONE"  # Type 2 in the PET Series module
+        ds.PatientOrientationCodeSequence, ds.PatientGantryRelationshipCodeSequence = [], []
+        ds.RandomsCorrectionMethod, ds.AttenuationCorrectionMethod = "DLYD", "CT-derived mu-map"
+        ds.ReconstructionMethod = "OSEM"
+        ds.NumberOfSlices, ds.ImageIndex = activity.shape[0], k + 1
+        ds.FrameReferenceTime = DS(frame_s * 1000.0, auto_format=True)  # ms from series time
+        ds.ActualFrameDuration = round(bed_duration_s * 1000.0)  # ms
+        if decay_correction != "NONE":  # DecayFactor = 2^((t_frame − t_reference)/T½)
+            ds.DecayFactor = DS(2.0 ** ((frame_s - reference_s) / half_life_s), auto_format=True)
+        isotope = Dataset()
+        isotope.Radiopharmaceutical = "Fludeoxyglucose F^18^"
+        isotope.RadiopharmaceuticalRoute = "Intravenous"
+        isotope.RadiopharmaceuticalStartTime = dicom_time(injection_datetime)
+        isotope.RadiopharmaceuticalStartDateTime = dicom_datetime(injection_datetime)
+        isotope.RadionuclideTotalDose = DS(injected_dose_bq, auto_format=True)
+        isotope.RadionuclideHalfLife = DS(half_life_s, auto_format=True)
+        isotope.RadionuclidePositronFraction = DS(0.9673)
+        isotope.RadionuclideCodeSequence = [_code("77004003", "SCT", "^18^Fluorine")]
+        isotope.RadiopharmaceuticalCodeSequence = [
+            _code("35321007", "SCT", "Fluorodeoxyglucose F^18^")
+        ]
+        ds.RadiopharmaceuticalInformationSequence = [isotope]
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
+        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", series_number, k + 1
+        position = origin + direction[:, 2] * spacing[2] * k
+        ds.ImagePositionPatient = [DS(v, auto_format=True) for v in position]
+        ds.ImageOrientationPatient = [
+            DS(v, auto_format=True) for v in (*direction[:, 0], *direction[:, 1])
+        ]
+        ds.SliceLocation = DS(float(position @ direction[:, 2]), auto_format=True)
+        ds.PixelSpacing = [DS(spacing[1], auto_format=True), DS(spacing[0], auto_format=True)]
+        ds.SliceThickness = DS(spacing[2], auto_format=True)
+        ds.PatientPosition = "HFS"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = stored.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = "0", DS(slope, auto_format=True)
+        ds.PixelData = stored.tobytes()
+        if manufacturer.upper().startswith("GE"):
+            ge = ds.private_block(0x0009, GE_PRIVATE_CREATOR, create=True)
+            ge.add_new(0x0D, "DT", dicom_datetime(series_datetime))
+        if units == "CNTS":
+            philips = ds.private_block(0x7053, PHILIPS_PRIVATE_CREATOR, create=True)
+            philips_suv = suv_per_bqml * philips_activity_scale * decay(-reference_s)
+            philips.add_new(PHILIPS_SUV_FACTOR, "DS", DS(philips_suv, auto_format=True))
+            philips.add_new(
+                PHILIPS_ACTIVITY_FACTOR, "DS", DS(philips_activity_scale, auto_format=True)
+            )
+        for keyword in drop_tags:
+            for holder in (ds, isotope):
+                if keyword in holder:
+                    delattr(holder, keyword)
+
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+        path = folder / f"PET_{k + 1:04d}.dcm"
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            ds.save_as(path, enforce_file_format=True)
+        else:  # pragma: no cover - pydicom 2.x (Slicer's Python)
+            ds.preamble = b"\0" * 128
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            ds.save_as(str(path), write_like_original=False)
+        files.append(path)
+    return files

@@ -30,7 +30,25 @@ from typing import Any, Optional, Union
 import numpy as np
 import SimpleITK as sitk
 
+from BoneOligoMetLib.dicom_series import (
+    UidSource,
+    dicom_date,
+    dicom_datetime,
+    dicom_time,
+    save_dataset,
+    set_identity,
+    set_image_plane,
+    set_int16_pixels,
+    volume_planes,
+)
 from BoneOligoMetLib.errors import DicomTagError, GeometryError, ImageReadError
+
+__all__ = [  # the date helpers live in dicom_series and are re-exported for readers
+    "dicom_date",
+    "dicom_datetime",
+    "dicom_time",
+    "write_pet_series",
+]
 
 F18_HALF_LIFE_S = 6586.2  # QIBA FDG-PET/CT profile: 109.77 min
 PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
@@ -40,21 +58,6 @@ PHILIPS_SUV_FACTOR = 0x00  # (7053,1000) SUV scale factor: SUVbw per rescaled va
 PHILIPS_ACTIVITY_FACTOR = 0x09  # (7053,1009) activity concentration scale factor: Bq/mL per value
 
 PathLike = Union[str, Path]
-
-
-def dicom_date(value: dt.datetime) -> str:
-    """DICOM DA ``YYYYMMDD``."""
-    return value.strftime("%Y%m%d")
-
-
-def dicom_time(value: dt.datetime) -> str:
-    """DICOM TM ``HHMMSS`` (``.ffffff`` only when there are fractional seconds)."""
-    return value.strftime("%H%M%S.%f" if value.microsecond else "%H%M%S")
-
-
-def dicom_datetime(value: dt.datetime) -> str:
-    """DICOM DT ``YYYYMMDDHHMMSS[.ffffff]``."""
-    return dicom_date(value) + dicom_time(value)
 
 
 def average_count_time_s(frame_duration_s: float, half_life_s: float) -> float:
@@ -266,6 +269,7 @@ def write_pet_series(
     frame_of_reference_uid: Optional[str] = None,
     series_description: str = "PET WB AC",
     series_number: int = 3,
+    uid_entropy: Optional[Sequence[object]] = None,
 ) -> list[Path]:
     """Write ``activity_bqml`` (3D, Bq/mL at ``series_datetime``) as a PET series in ``folder``.
 
@@ -277,11 +281,10 @@ def write_pet_series(
     as some reconstructions do). ``stored_series_datetime`` replaces SeriesDate/Time (as
     post-processing does) while acquisition times and the GE scan datetime keep the truth.
     ``drop_tags``: keywords removed from every file (also inside the radiopharmaceutical item).
-    Returns the files in slice order.
+    ``uid_entropy``: makes every UID a function of these values (reproducible files); random
+    UIDs without it. Returns the files in slice order.
     """
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.dataset import Dataset
     from pydicom.valuerep import DS
 
     decay_correction, units = decay_correction.upper(), units.upper()
@@ -291,14 +294,9 @@ def write_pet_series(
         raise ValueError(f"units {units!r}: use BQML, CNTS or GML")
     if bed_decay_reference not in ("series", "bed"):
         raise ValueError(f"bed_decay_reference {bed_decay_reference!r}: use 'series' or 'bed'")
-    if activity_bqml.GetDimension() != 3:
-        raise ValueError("activity_bqml must be a 3D image")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    activity = sitk.GetArrayFromImage(activity_bqml).astype(np.float64)  # (z, y, x)
-    direction = np.array(activity_bqml.GetDirection(), dtype=float).reshape(3, 3)
-    origin = np.array(activity_bqml.GetOrigin(), dtype=float)
-    spacing = activity_bqml.GetSpacing()
+    activity, origin, direction, spacing = volume_planes(activity_bqml)  # (z, y, x)
     bed_of_slice = _bed_of_slices(activity.shape[0], beds)
 
     def decay(seconds: float) -> float:  # fraction of activity left after ``seconds``
@@ -306,8 +304,10 @@ def write_pet_series(
 
     weight_g, uptake_s = weight_kg * 1000.0, (series_datetime - injection_datetime).total_seconds()
     suv_per_bqml = weight_g / (injected_dose_bq * decay(uptake_s))  # QIBA SUVbw at series time
-    study_uid = study_uid or generate_uid()
-    series_uid, frame_uid = generate_uid(), frame_of_reference_uid or generate_uid()
+    uid = UidSource(uid_entropy)
+    study_uid = study_uid or uid("study")
+    series_uid = uid("series", "PT", series_number)
+    frame_uid = frame_of_reference_uid or uid("frame of reference")
     shown_series = stored_series_datetime or series_datetime
     t_average_s = average_count_time_s(bed_duration_s, half_life_s)
 
@@ -332,23 +332,31 @@ def write_pet_series(
         stored = np.clip(np.rint(values / slope), -32768, 32767).astype(np.int16)
 
         ds = Dataset()
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY"]
-        ds.SOPClassUID, ds.SOPInstanceUID = PET_IMAGE_STORAGE, generate_uid()
-        ds.StudyDate, ds.StudyTime = dicom_date(series_datetime), dicom_time(series_datetime)
-        ds.SeriesDate, ds.SeriesTime = dicom_date(shown_series), dicom_time(shown_series)
-        ds.AcquisitionDate, ds.AcquisitionTime = dicom_date(bed_start), dicom_time(bed_start)
-        ds.ContentDate, ds.ContentTime = dicom_date(shown_series), dicom_time(shown_series)
-        ds.Modality, ds.Manufacturer = "PT", manufacturer
-        ds.StudyDescription, ds.SeriesDescription = "PET/CT WHOLE BODY", series_description
-        ds.PatientName, ds.PatientID, ds.PatientSex = patient_name, patient_id, patient_sex
-        ds.PatientBirthDate = ""
+        set_identity(
+            ds,
+            sop_class_uid=PET_IMAGE_STORAGE,
+            sop_instance_uid=uid("instance", "PT", series_number, k),
+            modality="PT",
+            manufacturer=manufacturer,
+            patient_name=patient_name,
+            patient_id=patient_id,
+            patient_sex=patient_sex,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            frame_of_reference_uid=frame_uid,
+            study_datetime=series_datetime,
+            series_datetime=shown_series,
+            acquisition_datetime=bed_start,
+            study_description="PET/CT WHOLE BODY",
+            series_description=series_description,
+            series_number=series_number,
+            instance_number=k + 1,
+        )
         ds.PatientWeight = DS(weight_kg, auto_format=True)
         ds.CorrectedImage = ["NORM", "DTIM", "ATTN", "SCAT", "RAN"] + (
             ["DECY"] if decay_correction != "NONE" else []
         )
         ds.DecayCorrection, ds.Units = decay_correction, units
-        ds.ReferringPhysicianName, ds.AccessionNumber = "", ""
         ds.SeriesType, ds.CountsSource = ["WHOLE BODY", "IMAGE"], "EMISSION"
         ds.CollimatorType = "NONE"  # Type 2 in the PET Series module
         ds.PatientOrientationCodeSequence, ds.PatientGantryRelationshipCodeSequence = [], []
@@ -372,23 +380,8 @@ def write_pet_series(
             _code("35321007", "SCT", "Fluorodeoxyglucose F^18^")
         ]
         ds.RadiopharmaceuticalInformationSequence = [isotope]
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
-        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", series_number, k + 1
-        position = origin + direction[:, 2] * spacing[2] * k
-        ds.ImagePositionPatient = [DS(v, auto_format=True) for v in position]
-        ds.ImageOrientationPatient = [
-            DS(v, auto_format=True) for v in (*direction[:, 0], *direction[:, 1])
-        ]
-        ds.SliceLocation = DS(float(position @ direction[:, 2]), auto_format=True)
-        ds.PixelSpacing = [DS(spacing[1], auto_format=True), DS(spacing[0], auto_format=True)]
-        ds.SliceThickness = DS(spacing[2], auto_format=True)
-        ds.PatientPosition = "HFS"
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.Rows, ds.Columns = stored.shape
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = "0", DS(slope, auto_format=True)
-        ds.PixelData = stored.tobytes()
+        set_image_plane(ds, origin, direction, spacing, k)
+        set_int16_pixels(ds, stored, slope, 0.0)
         if manufacturer.upper().startswith("GE"):
             ge = ds.private_block(0x0009, GE_PRIVATE_CREATOR, create=True)
             ge.add_new(0x0D, "DT", dicom_datetime(series_datetime))
@@ -404,17 +397,6 @@ def write_pet_series(
                 if keyword in holder:
                     delattr(holder, keyword)
 
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
-        path = folder / f"PET_{k + 1:04d}.dcm"
-        if int(pydicom.__version__.split(".")[0]) >= 3:
-            ds.save_as(path, enforce_file_format=True)
-        else:  # pragma: no cover - pydicom 2.x (Slicer's Python)
-            ds.preamble = b"\0" * 128
-            ds.is_little_endian, ds.is_implicit_VR = True, False
-            ds.save_as(str(path), write_like_original=False)
+        path = save_dataset(ds, folder / f"PET_{k + 1:04d}.dcm")
         files.append(path)
     return files

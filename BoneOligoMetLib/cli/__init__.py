@@ -17,6 +17,7 @@ from typing import Optional
 COMMANDS = {
     "suv": "suv",
     "metabolic": "metabolic",
+    "phantom": "phantom",
 }
 
 

@@ -121,6 +121,7 @@ class Anatomy:
     bones: list[Bone]
     heart: Ellipsoid
     myocardium_mm: float
+    liver_seed_mm: tuple[float, float, float]  # deep in the liver: the reference VOI's centre
 
     def bones_at(self, site: str) -> list[Bone]:
         return [bone for bone in self.bones if bone.site == site]
@@ -472,7 +473,14 @@ def build_anatomy(params: AnatomyParameters) -> Anatomy:
         )
     vault = Shell(Ellipsoid(p(0, 5, 730), (68 * ws, 86 * ws, 82 * zs)), 7.0)
     bones.append(Bone("skull", "skull", [BonePart("vault", vault, 2.0)]))
-    return Anatomy(body=body, organs=organs, bones=bones, heart=heart, myocardium_mm=10.0)
+    return Anatomy(
+        body=body,
+        organs=organs,
+        bones=bones,
+        heart=heart,
+        myocardium_mm=10.0,
+        liver_seed_mm=p(-50, -10, 255),
+    )
 
 
 def bones_in_field(

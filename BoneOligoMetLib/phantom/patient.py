@@ -143,6 +143,7 @@ class SyntheticPatient:
     lesion_labels: sitk.Image  # uint8 lesion label per CT voxel (0 = none)
     lesion_parts: sitk.Image  # uint8 1 viable, 2 necrotic, 3 calcified (CT grid)
     tissues: sitk.Image  # uint8 anatomy.Tissue labels (CT grid)
+    liver_seed_lps_mm: tuple[float, float, float]  # centre for the 3 cm liver reference VOI
     measured_suv_max: dict[int, float] = field(default_factory=dict)
 
     def lesion_records(self) -> list[dict]:
@@ -185,6 +186,7 @@ class SyntheticPatient:
             "preset": self.preset.summary(),
             "clinical": self.clinical.as_dict(),
             "suv_per_bqml": self.suv_per_bqml,
+            "liver_seed_lps_mm": [round(c, 2) for c in self.liver_seed_lps_mm],
             "uptake_suv": self.uptake.as_dict(),
             "ct_hu": asdict(self.ct_parameters),
             "anatomy": {k: v for k, v in asdict(self.anatomy_parameters).items() if k != "extra"},
@@ -366,6 +368,7 @@ def generate_patient(
         lesion_labels=ct_grid.image(labels),
         lesion_parts=ct_grid.image(parts),
         tissues=ct_grid.image(tissues),
+        liver_seed_lps_mm=tuple(float(c) for c in anatomy.liver_seed_mm),
         measured_suv_max=measured,
     )
 

@@ -36,10 +36,7 @@ def fused_slice_png(
 
     Displayed in radiological convention: patient right on the image left, anterior up.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: never touches the host's backend
 
     from BoneOligoMetLib.geometry import resample_pet_to_ct, resample_to_reference
 

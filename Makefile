@@ -12,8 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install when the project's dependency list changes.
+# Re-install when the project's dependency list changes. pyradiomics 3.0.1 has no wheel for
+# current Pythons and its sdist fails under pip's build isolation: build it against the venv's
+# numpy first (--no-build-isolation), then the project finds it satisfied.
 $(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet numpy versioneer setuptools wheel
+	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==3.0.1
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

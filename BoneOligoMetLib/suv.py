@@ -31,7 +31,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import SimpleITK as sitk
 
-from BoneOligoMetLib.dicom_pet import (
+from BoneOligoMetLib.dicom_tags import (
     F18_HALF_LIFE_S,
     GE_PRIVATE_CREATOR,
     PHILIPS_ACTIVITY_FACTOR,

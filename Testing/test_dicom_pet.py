@@ -11,16 +11,15 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from BoneOligoMetLib.dicom_pet import (
+from BoneOligoMetLib.dicom_pet import PET_IMAGE_STORAGE, write_pet_series
+from BoneOligoMetLib.dicom_tags import (
     GE_PRIVATE_CREATOR,
-    PET_IMAGE_STORAGE,
     PHILIPS_PRIVATE_CREATOR,
     average_count_time_s,
     parse_dicom_date,
     parse_dicom_datetime,
     parse_dicom_time,
     private_text,
-    write_pet_series,
 )
 
 INJECTION = dt.datetime(2024, 3, 1, 9, 0, 0)

@@ -16,7 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.dicom_pet import PHILIPS_PRIVATE_CREATOR, write_pet_series
+from BoneOligoMetLib.dicom_pet import write_pet_series
+from BoneOligoMetLib.dicom_tags import PHILIPS_PRIVATE_CREATOR
 from BoneOligoMetLib.errors import BoneOligoMetError, DicomTagError, GeometryError, ImageReadError
 from BoneOligoMetLib.suv import pet_dicom_to_suv, read_suv_parameters
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from BoneOligoMetLib.dicom_pet import F18_HALF_LIFE_S
+from BoneOligoMetLib.dicom_tags import F18_HALF_LIFE_S
 from BoneOligoMetLib.phantom.anatomy import Tissue
 from BoneOligoMetLib.phantom.grid import Grid
 from BoneOligoMetLib.phantom.lesion_render import RasterLesion, lesion_suv, paint

@@ -18,6 +18,8 @@ COMMANDS = {
     "suv": "suv",
     "metabolic": "metabolic",
     "phantom": "phantom",
+    "segment": "segment",
+    "check": "check",
 }
 
 

@@ -1,0 +1,445 @@
+"""The study's ROI rules (§2.3) as checks with numbers, for any lesion label image on the CT grid.
+
+Per lesion: holes inside the mask (the whole lesion is to be included), the fraction of the mask
+outside bone (minimise non-lesion tissue), the necrotic and calcified parts (included when they
+occupy > 10 % of the lesion volume, negligible otherwise), FDG avidity against the liver
+(SUVmax > liver SUVmean, §2.3), and the slice of largest area (§2.3's "largest layer").
+Per patient: the lesion count (oligometastatic: ≤ 5).
+
+Every check is a :class:`RuleCheck` (value, threshold, status, message, unit) that the CLI prints
+as a table and the Slicer panel shows. All thresholds live in one :class:`RuleConfig`, each
+with the reason for its default.
+
+Parts are measured inside the mask and in the holes it encloses, so a photopenic core that an
+SUV threshold left out is found and can be added with :func:`include_parts`; calcified voxels are
+also searched in a thin ring around the mask, except those connected to the bone surface
+(cortex, as dense as calcification). A part's fraction is its volume over that of the lesion
+with the part added.
+
+Necrosis is decided by CT. On the synthetic cohort (PET resolution 6.5 mm FWHM) necrotic cores
+of 3–6 mm radius, whose true uptake is 10–35 % of the viable tissue, read at 50–90 % of the
+lesion SUVmax, as the viable rim does: DESIGN's "< 40 % of SUVmax" finds almost none of them.
+The soft-tissue HU of the core, clearly below the lesion's own HU, does; where the viable
+tissue is itself near soft-tissue density (lytic lesions of 30–70 HU) neither modality can tell
+them apart. Calcification needs HU both above 1000 and well above the lesion's own density.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Callable, Optional
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from BoneOligoMetLib.bone import (
+    BoneConfig,
+    bone_mask,
+    cortex_connected,
+    dilate_mm,
+    fill_holes_array,
+)
+from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.geometry import mask_labels, require_mask_grid, require_overlap
+from BoneOligoMetLib.geometry import resample_to_reference as _resample
+from BoneOligoMetLib.metabolic import metabolic_table
+from BoneOligoMetLib.units import require_hu
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+STATUSES = ("pass", "warn", "fail", "info")
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """Every threshold of the ROI rule checks, with the reason for its default."""
+
+    # DESIGN: oligometastatic disease is ≤ 5 bone lesions; warn above.
+    max_lesions: int = 5
+    # Mask fraction outside bone that warns: a lytic lesion's soft-tissue component is
+    # legitimate, more than a quarter of the ROI outside bone usually is not.
+    max_outside_bone_fraction: float = 0.25
+    # §2.3: necrotic / calcified parts over 10 % of the lesion volume are included.
+    part_min_fraction: float = 0.10
+    # A part counts as "inside the ROI" when what lies outside is below this lesion fraction.
+    part_outside_tolerance: float = 0.01
+    # Necrotic core (DESIGN: soft tissue 10–40 HU, photopenic). HU in −20…45 (10–40 widened by
+    # ~1 SD of CT noise) AND ≥ 40 HU below the lesion's median HU (so a lytic lesion whose viable
+    # tissue is itself near soft-tissue density is not called necrotic throughout) AND SUV below
+    # this fraction of the lesion SUVmax. DESIGN's 40 % assumes a PET that resolves the core; at
+    # 6.5 mm FWHM a core of 3–6 mm radius reads at 50–90 % of SUVmax, like the viable rim, so the
+    # default 1.0 switches the PET condition off and the CT decides (see the module docstring).
+    necrosis_suv_fraction: float = 1.0
+    necrosis_hu_min: float = -20.0
+    necrosis_hu_max: float = 45.0
+    necrosis_hu_contrast: float = 40.0
+    # Calcification (DESIGN: > 1000 HU): above 1000 HU AND ≥ 300 HU above the lesion's median
+    # HU, i.e. "areas of higher density within or around" the lesion (§2.3). Without the
+    # contrast, a bone island (900–1800 HU) or a dense osteoblastic matrix reads as calcified.
+    calcification_hu: float = 1000.0
+    calcification_hu_contrast: float = 300.0
+    # Parts the ROI left out are searched this far around it (calcified) or in its holes.
+    neighbourhood_mm: float = 3.0
+    # §2.3: the liver reference is a 3 cm sphere.
+    liver_diameter_mm: float = 30.0
+    # Bone mask (see BoneOligoMetLib.bone).
+    bone_threshold_hu: float = BoneConfig.threshold_hu
+    bone_closing_mm: float = BoneConfig.closing_mm
+    bone_dilation_mm: float = BoneConfig.dilation_mm
+
+    def __post_init__(self) -> None:
+        for name in ("max_outside_bone_fraction", "part_min_fraction", "necrosis_suv_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise BoneOligoMetError(f"RuleConfig.{name} = {getattr(self, name)}: not in 0…1")
+        if self.necrosis_hu_min >= self.necrosis_hu_max:
+            raise BoneOligoMetError(
+                f"RuleConfig: necrosis_hu_min {self.necrosis_hu_min} ≥ "
+                f"necrosis_hu_max {self.necrosis_hu_max}"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> RuleConfig:
+        """A config from a dict (e.g. YAML/JSON); unknown keys are errors that suggest a name."""
+        known = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise BoneOligoMetError(f"RuleConfig: unknown key {key!r}{hint}")
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def bone(self) -> BoneConfig:
+        return BoneConfig(self.bone_threshold_hu, self.bone_closing_mm, self.bone_dilation_mm)
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """One rule on one lesion (``lesion=None``: the patient)."""
+
+    rule: str
+    lesion: Optional[int]
+    value: Optional[float]
+    threshold: Optional[float]
+    status: str  # "pass" | "warn" | "fail" | "info"
+    message: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class LargestSlice:
+    """The slice of the CT's third (axial) axis where the lesion's area is largest."""
+
+    index: int  # slice index k in the full CT
+    z_mm: float  # LPS z of that slice
+    area_mm2: float
+
+
+@dataclass(frozen=True)
+class LesionParts:
+    """Necrotic and calcified parts of one lesion's neighbourhood (0/1 masks on a CT crop)."""
+
+    label: int
+    necrotic: sitk.Image
+    calcified: sitk.Image
+    lesion_volume_ml: float  # the mask's volume
+    necrotic_ml: float
+    necrotic_outside_ml: float  # of the necrotic part, what the mask leaves out
+    calcified_ml: float
+    calcified_outside_ml: float
+
+    def fraction(self, part: str) -> float:
+        """Part volume over the volume of the lesion with the part added (0–1)."""
+        part_ml = getattr(self, f"{part}_ml")
+        whole = self.lesion_volume_ml + getattr(self, f"{part}_outside_ml")
+        return part_ml / whole if whole > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RuleReport:
+    """All checks, and per lesion the parts and largest slice (for include_parts, Slicer)."""
+
+    checks: list[RuleCheck]
+    parts: dict[int, LesionParts]
+    largest: dict[int, LargestSlice]
+
+
+def _voxel_ml(image: sitk.Image) -> float:
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
+def _crop_box(
+    labels: sitk.Image, box: Sequence[int], margin_mm: float
+) -> tuple[list[int], list[int]]:
+    """Start and size (x, y, z voxels) of a label's bounding box plus a margin, in the image."""
+    margin = [int(np.ceil(margin_mm / s)) + 1 for s in labels.GetSpacing()]
+    start = [max(0, b - m) for b, m in zip(box[:3], margin)]
+    stop = [min(n, b + s + m) for b, s, m, n in zip(box[:3], box[3:], margin, labels.GetSize())]
+    return start, [b - a for a, b in zip(start, stop)]
+
+
+def largest_slice(labels: sitk.Image, label: int) -> LargestSlice:
+    """Axial slice (CT third axis) with the most voxels of ``label``; its z (mm) and area."""
+    array = sitk.GetArrayViewFromImage(labels) == label
+    counts = array.sum(axis=(1, 2))
+    k = int(np.argmax(counts))
+    j, i = np.argwhere(array[k])[0]
+    z = labels.TransformIndexToPhysicalPoint((int(i), int(j), k))[2]
+    sx, sy = labels.GetSpacing()[:2]
+    return LargestSlice(k, float(z), float(counts[k] * sx * sy))
+
+
+def lesion_parts(
+    ct_crop: sitk.Image,
+    suv_crop: sitk.Image,
+    mask: np.ndarray,
+    label: int,
+    suv_max: float,
+    config: RuleConfig = RuleConfig(),
+) -> LesionParts:
+    """Necrotic and calcified parts of a lesion ``mask`` (bool, on ``ct_crop``'s array).
+
+    ``suv_crop`` is the SUV resampled onto ``ct_crop``; ``suv_max`` the lesion's SUVmax. Inside
+    the mask and in the holes it encloses (3D, or in any axial, coronal or sagittal slice):
+    necrotic = HU in [``necrosis_hu_min``, ``necrosis_hu_max``], ≥ ``necrosis_hu_contrast``
+    below the lesion's median HU, SUV < ``necrosis_suv_fraction`` × SUVmax; calcified = HU >
+    ``calcification_hu`` and ≥ ``calcification_hu_contrast`` above the median HU. Calcified
+    voxels are also searched in a ``neighbourhood_mm`` ring around the mask, outside the bone's
+    cortical shell (``cortex_mm`` deep: cortex is as dense as calcification).
+    """
+    hu = sitk.GetArrayViewFromImage(ct_crop)
+    suv = sitk.GetArrayViewFromImage(suv_crop)
+    median_hu = float(np.median(hu[mask]))
+    enclosed = fill_holes_array(mask)
+    necrotic = (
+        enclosed
+        & (suv < config.necrosis_suv_fraction * suv_max)
+        & (hu >= config.necrosis_hu_min)
+        & (hu <= min(config.necrosis_hu_max, median_hu - config.necrosis_hu_contrast))
+    )
+    dense = hu > max(config.calcification_hu, median_hu + config.calcification_hu_contrast)
+    mask_image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    mask_image.CopyInformation(ct_crop)
+    ring = sitk.GetArrayFromImage(dilate_mm(mask_image, config.neighbourhood_mm)).astype(bool)
+    outside = dense & ~mask
+    cortex = cortex_connected(ct_crop, outside, config.bone_threshold_hu)
+    calcified = dense & (mask | (enclosed & ~cortex) | (ring & ~cortex))
+    voxel_ml = _voxel_ml(ct_crop)
+
+    def image(array: np.ndarray) -> sitk.Image:
+        result = sitk.GetImageFromArray(array.astype(np.uint8))
+        result.CopyInformation(ct_crop)
+        return result
+
+    return LesionParts(
+        label=label,
+        necrotic=image(necrotic),
+        calcified=image(calcified),
+        lesion_volume_ml=float(mask.sum()) * voxel_ml,
+        necrotic_ml=float(necrotic.sum()) * voxel_ml,
+        necrotic_outside_ml=float((necrotic & ~mask).sum()) * voxel_ml,
+        calcified_ml=float(calcified.sum()) * voxel_ml,
+        calcified_outside_ml=float((calcified & ~mask).sum()) * voxel_ml,
+    )
+
+
+def _part_check(parts: LesionParts, part: str, config: RuleConfig) -> RuleCheck:
+    fraction = parts.fraction(part)
+    outside = getattr(parts, f"{part}_outside_ml")
+    outside_fraction = outside / (parts.lesion_volume_ml + outside)
+    text = f"{fraction:.1%} {part}"
+    if fraction <= config.part_min_fraction:
+        status, message = "pass", f"{text}: ≤ {config.part_min_fraction:.0%}, negligible"
+    elif outside_fraction <= config.part_outside_tolerance:
+        status, message = "pass", f"{text}: > {config.part_min_fraction:.0%}, inside the ROI"
+    else:
+        status = "warn"
+        message = (
+            f"{text}: > {config.part_min_fraction:.0%} and {outside:.2f} mL of it outside the "
+            "ROI; add it (include_parts / --include-parts)"
+        )
+    return RuleCheck(part, parts.label, fraction, config.part_min_fraction, status, message)
+
+
+def _hole_check(mask: np.ndarray, label: int, voxel_ml: float) -> RuleCheck:
+    holes = ndimage.binary_fill_holes(mask) & ~mask
+    _, count = ndimage.label(holes)
+    volume = float(holes.sum()) * voxel_ml
+    if count == 0:
+        return RuleCheck("holes", label, 0.0, 0.0, "pass", "no hole inside the mask", "mL")
+    message = (
+        f"{count} hole(s), {volume:.2f} mL enclosed by the mask; the whole lesion (§2.3) "
+        "includes them: fill_holes / --fill-holes"
+    )
+    return RuleCheck("holes", label, volume, 0.0, "warn", message, "mL")
+
+
+def _outside_bone_check(
+    mask: np.ndarray, bone: np.ndarray, label: int, config: RuleConfig
+) -> RuleCheck:
+    fraction = float((mask & ~bone).sum()) / float(mask.sum())
+    limit = config.max_outside_bone_fraction
+    if fraction <= limit:
+        status, message = "pass", f"{fraction:.1%} of the mask outside bone (≤ {limit:.0%})"
+    else:
+        status = "warn"
+        message = (
+            f"{fraction:.1%} of the mask outside bone (> {limit:.0%}): a soft-tissue component, "
+            "or non-lesion tissue to remove"
+        )
+    return RuleCheck("outside_bone", label, fraction, limit, status, message)
+
+
+def count_check(count: int, config: RuleConfig = RuleConfig()) -> RuleCheck:
+    """Patient-level lesion count against the oligometastatic limit (≤ 5)."""
+    if count > config.max_lesions:
+        status = "warn"
+        message = (
+            f"{count} lesions: more than {config.max_lesions}, not oligometastatic as the "
+            "study defined it"
+        )
+    else:
+        status, message = "pass", f"{count} lesion(s): oligometastatic (≤ {config.max_lesions})"
+    return RuleCheck("lesion_count", None, float(count), float(config.max_lesions), status, message)
+
+
+def assess_lesions(
+    ct: sitk.Image,
+    suv: sitk.Image,
+    lesions: sitk.Image,
+    *,
+    liver_seed_lps: Optional[Sequence[float]] = None,
+    config: RuleConfig = RuleConfig(),
+    progress: Optional[Progress] = None,
+) -> RuleReport:
+    """All rule checks of a lesion label image on the CT grid, with each lesion's parts.
+
+    ``ct`` in HU, ``suv`` in SUV, ``lesions`` labels 1..n on the CT grid; ``liver_seed_lps``
+    (LPS mm) adds the FDG-avidity check. ``progress(fraction, message)`` is called per lesion.
+    """
+    require_hu(ct, "CT")
+    require_overlap(ct, suv, ("CT", "PET"))
+    require_mask_grid(lesions, [("CT", ct)], "lesion label image")
+    labels = mask_labels(lesions, "lesion label image")
+    if lesions.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        lesions = sitk.Cast(lesions, sitk.sitkUInt32)  # integral values, checked above
+    # SUVmax (native PET voxels) and avidity per lesion; checks the SUV units once.
+    metabolics = metabolic_table(
+        suv, lesions, liver_seed_lps=liver_seed_lps, liver_diameter_mm=config.liver_diameter_mm
+    )
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.SetComputePerimeter(False)
+    shapes.Execute(lesions)
+    margin = config.neighbourhood_mm + config.bone_closing_mm
+    checks = [count_check(len(labels), config)]
+    parts: dict[int, LesionParts] = {}
+    largest: dict[int, LargestSlice] = {}
+    for number, (label, measured) in enumerate(zip(labels, metabolics)):
+        if progress is not None:
+            progress(number / len(labels), f"lesion {label}")
+        start, size = _crop_box(lesions, shapes.GetBoundingBox(label), margin)
+        ct_crop = sitk.RegionOfInterest(ct, size, start)
+        label_crop = sitk.RegionOfInterest(lesions, size, start)
+        mask = sitk.GetArrayViewFromImage(label_crop) == label
+        suv_crop = _resample(suv, ct_crop, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        bone = bone_mask(ct_crop, config.bone)
+        in_bone = sitk.GetArrayViewFromImage(bone).astype(bool)
+        checks.append(_hole_check(mask, label, _voxel_ml(ct)))
+        checks.append(_outside_bone_check(mask, in_bone, label, config))
+        found = lesion_parts(ct_crop, suv_crop, mask, label, measured.suv_max, config)
+        parts[label] = found
+        checks.append(_part_check(found, "necrotic", config))
+        checks.append(_part_check(found, "calcified", config))
+        if measured.liver_suv_mean is not None:
+            avid = bool(measured.fdg_avid)
+            checks.append(
+                RuleCheck(
+                    "fdg_avid",
+                    label,
+                    measured.suv_max,
+                    measured.liver_suv_mean,
+                    "pass" if avid else "warn",
+                    f"SUVmax {measured.suv_max:.2f} {'>' if avid else '≤'} liver SUVmean "
+                    f"{measured.liver_suv_mean:.2f}: "
+                    f"{'FDG-avid' if avid else 'not FDG-avid'} (§2.3)",
+                    "SUV",
+                )
+            )
+        slice_ = largest_slice(label_crop, label)
+        slice_ = LargestSlice(slice_.index + start[2], slice_.z_mm, slice_.area_mm2)
+        largest[label] = slice_
+        checks.append(
+            RuleCheck(
+                "largest_slice",
+                label,
+                slice_.area_mm2,
+                None,
+                "info",
+                f"largest area {slice_.area_mm2:.0f} mm² on axial slice {slice_.index} "
+                f"(z = {slice_.z_mm:.1f} mm)",
+                "mm²",
+            )
+        )
+    if progress is not None:
+        progress(1.0, f"{len(labels)} lesion(s) checked")
+    return RuleReport(checks, parts, largest)
+
+
+def check_lesions(
+    ct: sitk.Image,
+    suv: sitk.Image,
+    lesions: sitk.Image,
+    *,
+    liver_seed_lps: Optional[Sequence[float]] = None,
+    config: RuleConfig = RuleConfig(),
+    progress: Optional[Progress] = None,
+) -> list[RuleCheck]:
+    """The rule checks of :func:`assess_lesions` (patient-level count first, then per lesion)."""
+    report = assess_lesions(
+        ct, suv, lesions, liver_seed_lps=liver_seed_lps, config=config, progress=progress
+    )
+    return report.checks
+
+
+def fill_holes(lesions: sitk.Image) -> sitk.Image:
+    """Each lesion label with its 3D holes filled (voxels of other lesions are left alone)."""
+    array = sitk.GetArrayFromImage(lesions)
+    for label in mask_labels(lesions, "lesion label image"):
+        mask = array == label
+        holes = ndimage.binary_fill_holes(mask) & ~mask & (array == 0)
+        array[holes] = label
+    result = sitk.GetImageFromArray(array)
+    result.CopyInformation(lesions)
+    return result
+
+
+def include_parts(
+    lesions: sitk.Image,
+    parts: Sequence[LesionParts],
+    *,
+    min_fraction: float = RuleConfig.part_min_fraction,
+) -> sitk.Image:
+    """``lesions`` with each part over ``min_fraction`` of its lesion added to that lesion's label
+    (§2.3), and the holes that this closes filled; parts at or under it are negligible and left
+    out. Voxels of other lesions are never overwritten.
+    """
+    array = sitk.GetArrayFromImage(lesions)
+    for found in parts:
+        for part in ("necrotic", "calcified"):
+            if found.fraction(part) <= min_fraction:
+                continue
+            image = getattr(found, part)
+            start = lesions.TransformPhysicalPointToIndex(image.GetOrigin())[::-1]
+            region = sitk.GetArrayFromImage(image).astype(bool)
+            window = array[tuple(slice(a, a + n) for a, n in zip(start, region.shape))]
+            window[region & (window == 0)] = found.label
+            mask = window == found.label
+            window[ndimage.binary_fill_holes(mask) & ~mask & (window == 0)] = found.label
+    result = sitk.GetImageFromArray(array)
+    result.CopyInformation(lesions)
+    return result

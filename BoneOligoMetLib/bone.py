@@ -4,16 +4,22 @@ The mask is built on a CT crop around a lesion or seed, never on a whole body:
 
 1. threshold: HU ≥ ``threshold_hu`` (150 HU by default: cancellous bone is 150–400 HU and cortex
    1000–1600, while muscle, organs and blood are ≤ 70 HU even with 12 HU of noise);
-2. closing with a ball of ``closing_mm`` (5 mm): bridges cortical gaps up to ~1 cm wide, so a
-   lytic lesion that broke through the cortex is enclosed again;
+2. closing with a ball of ``closing_mm`` (10 mm): bridges gaps up to ~2 cm, so a lytic lesion
+   that broke through the cortex, or destroyed a short stretch of a rib, is enclosed again
+   (5 mm left a third of the synthetic lytic rib lesions outside "bone"; the price is that
+   concavities narrower than ~2 cm, e.g. between vertebrae, count as bone too);
 3. hole filling, in 3D and in every slice of each of the three orthogonal planes: marrow, lytic
    lesions (30–150 HU), necrotic cores and fatty haemangiomas inside the bone join it; the
    per-slice fill also closes tubes that the crop cuts open (a femoral shaft is a ring in each
    axial slice, a rib in each coronal or sagittal one, neither a closed 3D hole). Holes are
    judged within the crop, so a ring larger than it (the pelvic inlet) stays open;
-4. ``dilation_mm`` (3 mm, optional): a margin that keeps a lytic lesion's edge and the
-   partial-volume rim of the cortex. :func:`bone_mask` returns steps 1–3 ("the bone"); the
-   segmentation restricts to the dilated mask (:func:`dilate_mm`).
+4. ``dilation_mm`` (3 mm): a margin that keeps a lytic lesion's soft-tissue edge (the
+   synthetic ones reach 2–5 mm beyond the cortex) and the partial-volume rim of the cortex.
+   :func:`bone_mask` returns steps 1–3 ("the bone"); the segmentation restricts to the dilated
+   mask (:func:`bone_search_mask`).
+
+A lytic lesion that destroyed a whole stretch of a thin bone longer than ~2 cm (a rib, a
+spinous process) leaves no bone to close over: that part of it is not "bone" here.
 
 Radii in mm become per-axis voxel radii, so anisotropic CT (e.g. 0.98×0.98×3.27 mm) gets an
 ellipsoidal kernel of the same physical size.

@@ -213,6 +213,8 @@ def feature_icc(
         by_key[reader] = indexed
     readers = list(by_key)
     lesions = sorted(set.intersection(*(set(rows) for rows in by_key.values())), key=str)
+    if not lesions:
+        raise BoneOligoMetError(f"feature ICC: no {key} is rated by every reader")
     if len(lesions) < len(set.union(*(set(rows) for rows in by_key.values()))):
         log.info("feature ICC: %d lesion(s) rated by every reader", len(lesions))
     columns = set.intersection(

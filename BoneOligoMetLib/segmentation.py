@@ -56,8 +56,10 @@ SEARCH_RADIUS_MM = 30.0
 RELATIVE_THRESHOLD = 0.41  # the common "41 % of SUVmax" alternative (EANM)
 # A seed farther than this from bone is in soft tissue (a reader clicks on the lesion).
 MAX_SEED_BONE_DISTANCE_MM = 10.0
-# A hot focus at a seed outside bone with less than this fraction inside bone is soft tissue.
-MIN_FOCUS_BONE_FRACTION = 0.5
+# A hot focus at a seed outside bone with less than this fraction inside bone is soft tissue
+# (a node beside bone spills a little into it; a lytic lesion whose centre lies where it
+# destroyed the cortex keeps a third or more of its hot region in bone).
+MIN_FOCUS_BONE_FRACTION = 0.25
 # When the seed voxel is below threshold, the nearest region must come this close to the seed:
 # a reader clicks on the lesion, and a hot region 20 mm away is another structure.
 MAX_GAP_MM = 10.0
@@ -256,8 +258,8 @@ def segment_lesion(
     region = components == chosen
     edge = radius_mm - max(ct.GetSpacing())
     reaches = bool((distance[region] > edge).any())
-    if reaches:
-        log.warning(
+    if reaches:  # flagged in the result (the CLI notes it)
+        log.info(
             "seed %s: the region reaches the %g mm search radius and may be cut off",
             _text(seed),
             radius_mm,
@@ -334,12 +336,12 @@ def segment_lesions(
         except SegmentationError as error:
             if not skip_failed:
                 raise
-            log.warning("seed %d: %s", number + 1, error)
+            log.info("seed %d: %s", number + 1, error)  # recorded in its outcome
             outcomes.append(SeedOutcome(seed, None, None, str(error)))  # type: ignore[arg-type]
             continue
         label, merged = _paste(labels, ct, lesion, next_label)
         if merged:
-            log.warning("seed %d: its region overlaps lesion %d; merged", number + 1, label)
+            log.info("seed %d: its region overlaps lesion %d; merged", number + 1, label)
         else:
             next_label += 1
         outcomes.append(SeedOutcome(lesion.seed_lps_mm, label, lesion, None, merged))

@@ -153,6 +153,8 @@ def test_feature_icc_per_column_and_stable_features():
     assert stable_features(list(results.values())) == ["met_volume_ml"]
     only = feature_icc(rows, prefixes=("met_vol",), kind="ICC(3,1)")
     assert [r.feature for r in only] == ["met_volume_ml"]
+    with pytest.raises(BoneOligoMetError, match="no lesion_label is rated by every reader"):
+        feature_icc({"A": rows["A"], "B": []})
 
 
 def test_feature_icc_on_metabolic_rows_of_three_readers_masks():

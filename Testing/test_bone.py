@@ -70,7 +70,7 @@ def test_closing_bridges_a_cortex_broken_by_a_lytic_lesion():
     without = sitk.GetArrayFromImage(bone_mask(image(ct), BoneConfig(closing_mm=0))).astype(bool)
     assert without[lesion].mean() < 0.5
     with_closing = sitk.GetArrayFromImage(bone_mask(image(ct))).astype(bool)
-    assert with_closing[lesion].mean() > 0.8  # all but the rounded-off outer edge of the notch
+    assert with_closing[lesion].mean() > 0.75  # all but the rounded-off outer edge of the notch
     assert not with_closing[:, :, :5].any()
 
 

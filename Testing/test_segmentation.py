@@ -268,7 +268,7 @@ def test_several_seeds_give_labels_on_the_full_ct_grid():
 def test_two_seeds_on_one_lesion_are_merged(caplog):
     case = bone_case()
     near_centre = (LYTIC[0][0] + 3.0, LYTIC[0][1], LYTIC[0][2])
-    with caplog.at_level(logging.WARNING, logger="BoneOligoMetLib.segmentation"):
+    with caplog.at_level(logging.INFO, logger="BoneOligoMetLib.segmentation"):
         result = segment_lesions(case.ct, case.pet, [LYTIC[0], near_centre])
     assert [o.label for o in result.seeds] == [1, 1]
     assert result.seeds[1].merged

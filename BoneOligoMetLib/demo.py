@@ -1,19 +1,55 @@
 """``make demo``: the main job on the built-in case, a synthetic PET/CT patient.
 
-Generates the demo patient (NIfTI + DICOM CT/PET, ground truth), reads the PET back from DICOM
-as SUV (the path real data take), measures every lesion's metabolic parameters against the
-liver reference, and writes ``metabolic.csv``, ``ground_truth.json`` and a fused PET/CT PNG.
+What a reader does, end to end, on data that take the path real data take:
+
+1. the built-in patient is generated and written as DICOM CT + PET (and NIfTI ground truth);
+2. the CT and PET are read back from DICOM, the PET converted to SUV from its header tags
+   (the tag table is printed) and checked against the generated SUV; PET/CT overlap is checked;
+3. a "click" on each lesion (its centre) grows the semi-automatic SUV ≥ 2.2 ROI; a seed that
+   yields no ROI (a non-avid lesion) gets the reader's manual delineation instead (here the
+   generator's ground-truth mask), as the study's readers did;
+4. the study's ROI rules are checked and printed as a table; metabolic parameters are measured
+   against the liver reference;
+5. outputs: ``lesions.nii.gz`` (the exported segmentation, CT grid), ``suv.nii.gz``,
+   ``rules.csv``, ``metabolic.csv``, ``fused_pet_ct.png`` and ``report.md``.
+
+Classification is added by later releases.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+
+def _merge_manual(semi_auto: sitk.Image, truth: sitk.Image, missing: Sequence[int]) -> sitk.Image:
+    """Semi-automatic labels plus the manual (ground-truth) masks of the seeds that failed."""
+    labels = sitk.GetArrayFromImage(semi_auto)
+    manual = sitk.GetArrayViewFromImage(truth)
+    next_label = int(labels.max()) + 1
+    for truth_label in missing:
+        labels[(manual == truth_label) & (labels == 0)] = next_label
+        next_label += 1
+    merged = sitk.GetImageFromArray(labels)
+    merged.CopyInformation(semi_auto)
+    return merged
+
+
+def _lesion_of_label(labels: sitk.Image, truth: sitk.Image) -> dict[int, int]:
+    """For each label of ``labels``: the ground-truth lesion it overlaps most (0 if none)."""
+    ours, theirs = sitk.GetArrayViewFromImage(labels), sitk.GetArrayViewFromImage(truth)
+    matches = {}
+    for label in np.unique(ours[ours > 0]):
+        overlap = theirs[ours == label]
+        overlap = overlap[overlap > 0]
+        matches[int(label)] = int(np.bincount(overlap).argmax()) if overlap.size else 0
+    return matches
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -21,42 +57,108 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", default="demo_output", help="output folder")
     args = parser.parse_args(argv)
 
+    from BoneOligoMetLib.agreement import dice
+    from BoneOligoMetLib.cli._common import write_csv
+    from BoneOligoMetLib.cli.check import format_checks
+    from BoneOligoMetLib.geometry import require_overlap
+    from BoneOligoMetLib.image_io import read_image, write_image
     from BoneOligoMetLib.metabolic import metabolic_table
     from BoneOligoMetLib.phantom.demo import write_demo_case
+    from BoneOligoMetLib.roi_rules import assess_lesions
+    from BoneOligoMetLib.segmentation import segment_lesions
     from BoneOligoMetLib.suv import pet_dicom_to_suv
 
     out = Path(args.out)
     case = write_demo_case(out)
-    patient = case["patient"]
-    suv, parameters = pet_dicom_to_suv(case["folder"] / "dicom" / "PET")
-    rows = [
-        item.as_row()
-        for item in metabolic_table(
-            suv, patient.lesion_labels, ct=patient.ct, liver_seed_lps=patient.liver_seed_lps_mm
-        )
-    ]
-    truth = {r["lesion_label"]: r for r in patient.lesion_records()}
-    for row in rows:
-        record = truth[row["lesion_label"]]
-        row.update(truth_label=record["label"], truth_type=record["lesion_type"])
-    with open(out / "metabolic.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "ground_truth.json").write_text(json.dumps(patient.record(), indent=2) + "\n")
+    patient, folder = case["patient"], case["folder"]
+    report = [f"# BoneOligoMet demo: synthetic patient {patient.patient_id}", ""]
 
-    print(
-        f"synthetic patient {patient.patient_id} in {case['folder']} (SUV factor from DICOM "
-        f"{parameters.suv_factor:.4g} g/mL per Bq/mL)"
+    def say(text: str = "") -> None:
+        print(text)
+        report.append(text)
+
+    # 2. DICOM in: CT in HU, PET to SUV from its tags.
+    ct = read_image(folder / "dicom" / "CT", modality="CT")
+    suv, parameters = pet_dicom_to_suv(folder / "dicom" / "PET")
+    overlap = require_overlap(ct, suv, ("CT", "PET"))
+    generated = sitk.GetArrayViewFromImage(patient.suv)
+    read_back = sitk.GetArrayViewFromImage(suv)
+    hot = generated > 0.5
+    worst = float(np.max(np.abs(read_back[hot] - generated[hot]) / generated[hot]))
+    say(f"PET DICOM -> SUV ({len(parameters.files)} slices):")
+    say("```")
+    say(parameters.report())
+    say("```")
+    say(
+        f"SUV from DICOM vs generated: largest relative difference {worst:.2%} (voxels SUV > 0.5); "
+        f"PET/CT overlap {overlap:.0%}"
     )
-    for row in rows:
-        kind = "malignant" if row["truth_label"] else "benign"
-        print(
-            f"  lesion {row['lesion_label']}: SUVmax {row['met_suv_max']:.2f}, "
-            f"SUVmax/liver {row['met_suv_max_liver_ratio']:.2f}, "
-            f"volume {row['met_volume_ml']:.2f} mL — truth: {kind} {row['truth_type']}"
+    write_image(suv, out / "suv.nii.gz")
+
+    # 3. One click per lesion; manual delineation where the semi-automatic ROI cannot exist.
+    truth = patient.lesion_labels
+    records = {r["lesion_label"]: r for r in patient.lesion_records()}
+    seeds = [lesion.centre_mm for lesion in patient.lesions]
+    segmentation = segment_lesions(ct, suv, seeds, skip_failed=True)
+    say()
+    say("Semi-automatic ROIs (SUV ≥ 2.2, grown from one click per lesion, restricted to bone):")
+    failed = []
+    for lesion, outcome in zip(patient.lesions, segmentation.seeds):
+        kind = records[lesion.label]["lesion_type"].replace("_", " ")
+        if outcome.label is None:
+            failed.append(lesion.label)
+            say(f"- lesion {lesion.label} ({kind}): {outcome.error} -> manual delineation")
+            continue
+        overlap_dice = dice(
+            sitk.Equal(segmentation.labels, outcome.label), sitk.Equal(truth, lesion.label)
         )
-    print(f"wrote {out / 'metabolic.csv'}, {out / 'ground_truth.json'}, {case['png']}")
+        say(
+            f"- lesion {lesion.label} ({kind}): ROI {outcome.label}, "
+            f"{outcome.lesion.volume_ml:.2f} mL, SUVmax {outcome.lesion.suv_max:.2f}, "
+            f"Dice vs ground truth {overlap_dice:.2f}"
+        )
+    lesions = _merge_manual(segmentation.labels, truth, failed)
+    write_image(lesions, out / "lesions.nii.gz")
+    truth_of = _lesion_of_label(lesions, truth)
+
+    # 4. ROI rules and metabolic parameters.
+    liver = patient.liver_seed_lps_mm
+    rules = assess_lesions(ct, suv, lesions, liver_seed_lps=liver)
+    say()
+    say("ROI rule checks (study §2.3):")
+    say("```")
+    say(format_checks(rules.checks))
+    say("```")
+    write_csv([check.__dict__ for check in rules.checks], str(out / "rules.csv"))
+
+    rows = [item.as_row() for item in metabolic_table(suv, lesions, ct=ct, liver_seed_lps=liver)]
+    for row in rows:
+        record = records.get(truth_of[row["lesion_label"]], {})
+        row["truth_lesion"] = record.get("lesion_label")
+        row["truth_label"] = record.get("label")
+        row["truth_type"] = record.get("lesion_type")
+    write_csv(rows, str(out / "metabolic.csv"))
+    say()
+    say(f"Metabolic parameters (liver SUVmean {rows[0]['met_liver_suv_mean']:.2f}):")
+    for row in rows:
+        truth_text = (
+            "malignant" if row["truth_label"] else "benign",
+            str(row["truth_type"]).replace("_", " "),
+        )
+        say(
+            f"- ROI {row['lesion_label']}: SUVmax {row['met_suv_max']:.2f}, "
+            f"SUVpeak {row['met_suv_peak']:.2f}, MTV {row['met_mtv_ml']:.2f} mL, "
+            f"TLG {row['met_tlg']:.2f}, SUVmax/liver {row['met_suv_max_liver_ratio']:.2f}, "
+            f"HU {row['met_hu_mean']:.0f} — truth: {' '.join(truth_text)}"
+        )
+    say()
+    say(
+        "Files: lesions.nii.gz (exported segmentation), suv.nii.gz, rules.csv, metabolic.csv, "
+        "fused_pet_ct.png, patient/ (DICOM, NIfTI ground truth, patient.json)."
+    )
+    say("Synthetic data for demonstration; not patient data, not a clinical result.")
+    (out / "report.md").write_text("\n".join(report) + "\n", encoding="utf-8")
+    print(f"wrote {out / 'report.md'}")
     return 0
 
 

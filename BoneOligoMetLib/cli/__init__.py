@@ -20,6 +20,8 @@ COMMANDS = {
     "phantom": "phantom",
     "segment": "segment",
     "check": "check",
+    "radiomics": "radiomics",
+    "extract": "extract",
 }
 
 

@@ -1,0 +1,490 @@
+"""One named feature row per lesion: radiomics of CT, PET and fused PET/CT, metabolic and clinical.
+
+The entry point of the CLI, the cohort extraction and the Slicer module::
+
+    case = prepare_case(ct, suv, lesions, liver_seed_lps_mm=seed)   # whole-image checks, once
+    row = lesion_features(case, label=2, clinical={"age": 61}, config=ExtractionConfig())
+
+``prepare_case`` does the work that concerns the whole images once per patient (HU and SUV
+checks, PET/CT overlap, every lesion's voxel box in one pass, the liver reference), so that a
+lesion costs only its crops. Columns: ``lesion_label``, ``clin_*``, ``met_*``, ``ct_*``,
+``pet_*``, ``petct_*`` (pyradiomics names after the image prefix, e.g.
+``pet_original_glcm_Contrast``), always in this order for a given configuration.
+
+Grids: the lesion label image may lie on any grid (the CT's, usually). Each image is cropped
+around the lesion; with the packaged parameters the mask is resampled once onto the lesion's 1 mm
+grid and CT and SUV are interpolated onto it (see :mod:`BoneOligoMetLib.radiomics`); the fused
+image is made there. Metabolic parameters use the PET's native voxels (:mod:`.metabolic`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from BoneOligoMetLib import __version__
+from BoneOligoMetLib.errors import BoneOligoMetError, MaskError
+from BoneOligoMetLib.fusion import FusionConfig, fuse
+from BoneOligoMetLib.geometry import require_overlap, same_grid
+from BoneOligoMetLib.metabolic import (
+    LIVER_DIAMETER_MM,
+    MTV_THRESHOLD_SUV,
+    LiverReference,
+    lesion_metabolics,
+    liver_reference,
+)
+from BoneOligoMetLib.peak import PEAK_RADIUS_MM, WEIGHTINGS
+from BoneOligoMetLib.radiomics import (
+    FILTERS,
+    IMAGE_KINDS,
+    PACKAGED,
+    RadiomicsParams,
+    Region,
+    analysis_grid,
+    clamp,
+    compute,
+    crop_around,
+    crop_region,
+    has_shape,
+    load_params,
+    onto_grid,
+    shape_shared,
+)
+from BoneOligoMetLib.units import require_hu, require_suv
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+GROUPS = ("met", *IMAGE_KINDS)  # feature groups, in column order after clin_*
+# DESIGN.md: oligometastatic disease has at most 5 bone lesions.
+OLIGO_MAX_LESIONS = 5
+
+
+class ConfigError(BoneOligoMetError):
+    """An extraction configuration with an unknown key or an impossible value."""
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """What to extract per lesion (every number of the protocol lives in the params files).
+
+    ``*_params``: a packaged parameter file name (``ct``, ``pet``, ``petct``, ``ct_binwidth32``)
+    or a YAML path. ``filters``: extra pyradiomics image types for every image (``LoG``: sigma
+    1, 3, 5 mm; ``Wavelet``). ``fusion`` overrides the petct file's fused-image definition.
+    ``margin_mm``: the least crop margin around a lesion (the margin the 1 mm grid and the
+    interpolation need is always added).
+    """
+
+    images: tuple[str, ...] = IMAGE_KINDS
+    ct_params: str = "ct"
+    pet_params: str = "pet"
+    petct_params: str = "petct"
+    filters: tuple[str, ...] = ()
+    fusion: Optional[FusionConfig] = None
+    margin_mm: float = 0.0
+    metabolic: bool = True
+    mtv_threshold_suv: float = MTV_THRESHOLD_SUV  # §2.3
+    peak_weighting: str = "partial"
+    liver_diameter_mm: float = LIVER_DIAMETER_MM  # §2.3: 3 cm sphere
+
+    def __post_init__(self) -> None:
+        images = tuple(self.images)
+        unknown = [i for i in images if i not in IMAGE_KINDS]
+        if unknown or len(set(images)) != len(images):
+            raise ConfigError(f"images {images}: choose among {', '.join(IMAGE_KINDS)}, once each")
+        object.__setattr__(self, "images", tuple(i for i in IMAGE_KINDS if i in images))
+        filters = tuple(self.filters)
+        for name in filters:
+            if name not in FILTERS:
+                raise ConfigError(f"filter {name!r}: choose among {', '.join(FILTERS)}")
+        object.__setattr__(self, "filters", filters)
+        for image in IMAGE_KINDS:
+            source = str(getattr(self, f"{image}_params"))
+            if source not in PACKAGED:  # a path: absolute, so workers elsewhere find it
+                source = str(Path(source).expanduser().resolve())
+            object.__setattr__(self, f"{image}_params", source)
+        if self.fusion is not None and not isinstance(self.fusion, FusionConfig):
+            object.__setattr__(self, "fusion", FusionConfig.from_mapping(self.fusion))
+        if self.peak_weighting not in WEIGHTINGS:
+            raise ConfigError(
+                f"peak_weighting {self.peak_weighting!r}: choose {' or '.join(WEIGHTINGS)}"
+            )
+        for name in ("margin_mm", "mtv_threshold_suv", "liver_diameter_mm"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite number ≥ 0, got {value}")
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> ExtractionConfig:
+        """From plain data (e.g. JSON); unknown keys are errors naming the closest known one."""
+        known = [f.name for f in fields(cls)]
+        for key in mapping:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"unknown extraction setting {key!r}{hint}")
+        values = dict(mapping)
+        for key in ("images", "filters"):
+            if key in values:
+                values[key] = tuple(values[key])
+        if isinstance(values.get("fusion"), Mapping):
+            values["fusion"] = FusionConfig.from_mapping(values["fusion"])
+        return cls(**values)
+
+    def as_mapping(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["fusion"] = None if self.fusion is None else self.fusion.as_mapping()
+        return values
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Feature groups computed, in column order: ``met`` then the images."""
+        return (("met",) if self.metabolic else ()) + self.images
+
+    def params(self, image: str) -> RadiomicsParams:
+        """The validated parameters for ``image`` (``ct``, ``pet``, ``petct``), filters and
+        fusion override merged in before validation."""
+        return _params(self, image)
+
+    def group_digest(self, group: str) -> str:
+        """SHA-256 of everything that decides the values of one feature group."""
+        if group == "met":
+            spec: dict[str, Any] = {
+                "mtv_threshold_suv": self.mtv_threshold_suv,
+                "peak_weighting": self.peak_weighting,
+                "liver_diameter_mm": self.liver_diameter_mm,
+            }
+        elif group in IMAGE_KINDS:
+            # Not the crop margin: beyond the needed one it changes values by < 1e-6.
+            spec = {"params": self.params(group).as_mapping()}
+        else:
+            raise ConfigError(f"unknown feature group {group!r}; groups: {', '.join(GROUPS)}")
+        import radiomics as pyradiomics
+
+        spec.update(group=group, version=__version__, pyradiomics=pyradiomics.__version__)
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _params(config: ExtractionConfig, image: str) -> RadiomicsParams:
+    overrides: dict[str, Any] = {}
+    if config.filters:
+        overrides["imageType"] = {name: dict(FILTERS[name]) for name in config.filters}
+    if image == "petct" and config.fusion is not None:
+        overrides["boneOligoMet"] = {"fusion": config.fusion.as_mapping()}
+    return load_params(getattr(config, f"{image}_params"), overrides or None, image=image)
+
+
+# --- the whole images, once per patient ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedCase:
+    """A patient's checked CT (HU), SUV PET and lesion label image, with each lesion's box."""
+
+    ct: sitk.Image
+    suv: sitk.Image
+    lesions: sitk.Image
+    regions: Mapping[int, Region] = field(repr=False)  # lesion label -> voxel box (label grid)
+    liver: Optional[LiverReference] = None
+    name: str = "case"
+
+    @property
+    def labels(self) -> list[int]:
+        return sorted(self.regions)
+
+
+def _z_runs(has_voxels: np.ndarray) -> list[tuple[int, int]]:
+    """(first, stop) of each run of True in a 1D boolean array."""
+    edges = np.diff(np.concatenate(([0], has_voxels.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def label_regions(lesions: sitk.Image, name: str = "lesion label image") -> dict[int, Region]:
+    """Voxel box of every label > 0, reading only the slices that hold lesions.
+
+    Non-integer, negative, NaN values or an empty image are :class:`MaskError` naming ``name``.
+    """
+    array = sitk.GetArrayViewFromImage(lesions)
+    flat = array.reshape(array.shape[0], -1)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(flat.min(axis=1))) or not np.all(np.isfinite(flat.max(axis=1))):
+            raise MaskError(f"{name}: contains NaN or infinite values")
+        slices = np.any(flat != 0, axis=1)
+    elif array.dtype.kind == "u":
+        slices = flat.max(axis=1) > 0
+    else:
+        slices = np.any(flat != 0, axis=1)
+    size = tuple(int(n) for n in lesions.GetSize())
+    boxes: dict[int, list[np.ndarray]] = {}
+    for first, stop in _z_runs(slices):
+        values = array[first:stop]
+        if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+            raise MaskError(f"{name}: not a label image (non-integer values)")
+        if values.min() < 0:
+            raise MaskError(f"{name}: negative labels")
+        slab = sitk.RegionOfInterest(lesions, [size[0], size[1], stop - first], [0, 0, first])
+        if slab.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
+            slab = sitk.Cast(slab, sitk.sitkUInt32)
+        shapes = sitk.LabelShapeStatisticsImageFilter()
+        shapes.SetComputePerimeter(False)
+        shapes.Execute(slab)
+        for label in shapes.GetLabels():
+            x, y, z, nx, ny, nz = shapes.GetBoundingBox(label)
+            low, high = np.array([x, y, z + first]), np.array([x + nx, y + ny, z + first + nz])
+            if label in boxes:
+                low, high = np.minimum(low, boxes[label][0]), np.maximum(high, boxes[label][1])
+            boxes[int(label)] = [low, high]
+    if not boxes:
+        raise MaskError(f"{name}: empty (no voxel > 0)")
+    return {
+        label: Region(
+            tuple(int(v) for v in low),
+            tuple(int(v) for v in high - low),
+            size,  # type: ignore[arg-type]
+        )
+        for label, (low, high) in sorted(boxes.items())
+    }
+
+
+def prepare_case(
+    ct: sitk.Image,
+    suv: sitk.Image,
+    lesions: sitk.Image,
+    *,
+    liver_seed_lps_mm: Optional[Sequence[float]] = None,
+    config: Optional[ExtractionConfig] = None,
+    name: str = "case",
+) -> PreparedCase:
+    """Check a patient's whole images once: CT in HU, PET in SUV, PET/CT and lesions overlap,
+    lesion labels (one voxel box each) and, with ``liver_seed_lps_mm`` (LPS mm), the liver
+    reference (a ``diameter`` sphere; §2.3). Errors name ``name`` (e.g. the patient)."""
+    config = config or ExtractionConfig()
+    try:
+        require_hu(ct, "CT")
+        liver = None
+        if liver_seed_lps_mm is not None:
+            liver = liver_reference(suv, liver_seed_lps_mm, config.liver_diameter_mm)
+        else:
+            require_suv(suv, "PET")
+        require_overlap(ct, suv, ("CT", "PET"))
+        require_overlap(ct, lesions, ("CT", "lesion label image"))
+        regions = label_regions(lesions)
+    except BoneOligoMetError as error:
+        raise type(error)(f"{name}: {error}") from None
+    if len(regions) > OLIGO_MAX_LESIONS:
+        log.warning(
+            "%s: %d lesions, more than the %d of oligometastatic disease",
+            name,
+            len(regions),
+            OLIGO_MAX_LESIONS,
+        )
+    return PreparedCase(ct, suv, lesions, regions, liver, name)
+
+
+# --- one lesion ------------------------------------------------------------------------------
+
+
+def clinical_columns(clinical: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """``clin_``-prefixed columns of clinical values (a key already prefixed is kept)."""
+    columns = {}
+    for key, value in (clinical or {}).items():
+        column = key if key.startswith("clin_") else f"clin_{key}"
+        if not (value is None or isinstance(value, (str, bool, int, float, np.number))):
+            raise ConfigError(f"clinical value {key!r}: expected a number or text, got {value!r}")
+        columns[column] = value.item() if isinstance(value, np.generic) else value
+    return columns
+
+
+class _LesionImages:
+    """Crops and analysis grids of one lesion, each made once and shared by the groups."""
+
+    def __init__(self, case: PreparedCase, label: int, config: ExtractionConfig) -> None:
+        self.case, self.config, self.label = case, config, label
+        if label not in case.regions:
+            raise MaskError(f"{case.name}: lesion label {label} not found; labels {case.labels}")
+        self.name = f"{case.name} lesion {label}"
+        self.region = case.regions[label]
+        crop, self.mask_start = crop_region(case.lesions, self.region)
+        self.mask = sitk.Cast(sitk.Equal(crop, float(label)), sitk.sitkUInt8)
+        self._crops: dict[str, sitk.Image] = {}
+        self._grids: dict[tuple, sitk.Image] = {}
+        self._on_grid: dict[tuple, sitk.Image] = {}
+        self.shape_cache: dict[tuple, dict[str, float]] = {}
+
+    def crop(self, modality: str) -> sitk.Image:
+        """The CT or SUV cut around the lesion, margin enough for every image that uses it."""
+        if modality not in self._crops:
+            image = self.case.ct if modality == "ct" else self.case.suv
+            users = [i for i in self.config.images if i in (modality, "petct")]
+            spacing = image.GetSpacing()
+            margins = [
+                self.config.params(i).margin_voxels(spacing, self.config.margin_mm) for i in users
+            ]
+            margins.append(tuple(math.ceil(self.config.margin_mm / s) for s in spacing))
+            if modality == "pet":  # the metabolic SUVpeak sphere must fit as well
+                peak = [math.ceil((PEAK_RADIUS_MM + max(spacing)) / s) + 1 for s in spacing]
+                margins.append(tuple(peak))
+            margin = tuple(int(v) for v in np.max(np.asarray(margins), axis=0))
+            self._crops[modality] = crop_around(image, self.mask, margin)
+        return self._crops[modality]
+
+    def grid(self, params: RadiomicsParams, native: str) -> tuple[tuple, sitk.Image]:
+        """(key, mask on the analysis grid): the 1 mm grid, or ``native``'s crop grid."""
+        if params.spacing_mm is None:
+            key: tuple = ("native", native)
+            if key not in self._grids:
+                reference = self.crop(native)
+                mask = self.mask
+                if not same_grid(mask, reference):
+                    mask = sitk.Resample(
+                        mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0
+                    )
+                if not sitk.GetArrayViewFromImage(mask).any():
+                    raise MaskError(f"{self.name}: no voxel of the {native} crop in the lesion")
+                self._grids[key] = mask
+        else:
+            key = ("resampled", params.spacing_mm, params.pad)
+            if key not in self._grids:
+                try:
+                    self._grids[key] = analysis_grid(
+                        self.mask, self.mask_start, self.region, params
+                    )
+                except MaskError as error:
+                    raise MaskError(f"{self.name}: {error}") from None
+        return key, self._grids[key]
+
+    def on_grid(self, modality: str, key: tuple, grid: sitk.Image, params: RadiomicsParams):
+        cache_key = (modality, key, params.interpolator)
+        if cache_key not in self._on_grid:
+            self._on_grid[cache_key] = onto_grid(self.crop(modality), grid, params)
+        return self._on_grid[cache_key]
+
+
+def _radiomics(images: _LesionImages, kind: str) -> dict[str, float]:
+    params = images.config.params(kind)
+    key, grid = images.grid(params, "pet" if kind == "pet" else "ct")
+    if kind == "petct":
+        fusion = params.fusion or FusionConfig()
+        ct = images.on_grid("ct", key, grid, params)
+        pet = images.on_grid("pet", key, grid, params)
+        image = fuse(ct, pet, fusion)
+    else:
+        image = images.on_grid(kind, key, grid, params)
+    image = clamp(image, params)
+    shape: dict[str, float] = {}
+    share = has_shape(params) and shape_shared(params)
+    shape_key = (key, json.dumps(params.pyradiomics.get("featureClass", {}).get("shape")))
+    if share and shape_key in images.shape_cache:
+        shape = images.shape_cache[shape_key]
+        values = compute(image, grid, params, shape=False, name=images.name)
+    else:
+        values = compute(image, grid, params, shape=True, name=images.name)
+        if share:
+            shape = {k: v for k, v in values.items() if k.startswith("original_shape_")}
+            images.shape_cache[shape_key] = shape
+            values = {k: v for k, v in values.items() if k not in shape}
+    return {f"{kind}_{name}": value for name, value in {**shape, **values}.items()}
+
+
+def _metabolic(images: _LesionImages) -> dict[str, Any]:
+    config, case = images.config, images.case
+    result = lesion_metabolics(
+        images.crop("pet"),
+        images.mask,
+        1,
+        ct=None,
+        liver=case.liver,
+        threshold_suv=config.mtv_threshold_suv,
+        weighting=config.peak_weighting,
+    )
+    row = {k: v for k, v in result.as_row().items() if k.startswith("met_")}
+    # HU statistics on the CT grid: the CT was checked as a whole in prepare_case.
+    ct_crop = images.crop("ct")
+    mask = images.mask
+    if not same_grid(mask, ct_crop):
+        mask = sitk.Resample(mask, ct_crop, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0)
+    inside = sitk.GetArrayViewFromImage(mask).astype(bool)
+    if inside.any():
+        hu = sitk.GetArrayViewFromImage(ct_crop)[inside].astype(float)
+        row["met_hu_mean"], row["met_hu_std"] = float(hu.mean()), float(hu.std())
+    return row
+
+
+def lesion_feature_groups(
+    case: PreparedCase,
+    label: int,
+    config: Optional[ExtractionConfig] = None,
+    groups: Optional[Sequence[str]] = None,
+) -> dict[str, dict[str, Any]]:
+    """Feature groups (``met``, ``ct``, ``pet``, ``petct``; default: the config's) of one lesion,
+    each an ordered name -> value mapping; the crops and grids are shared between groups."""
+    config = config or ExtractionConfig()
+    wanted = config.groups if groups is None else tuple(groups)
+    for group in wanted:
+        if group not in config.groups:
+            raise ConfigError(f"feature group {group!r} is not in this configuration")
+    images = _LesionImages(case, int(label), config)
+    results: dict[str, dict[str, Any]] = {}
+    for group in config.groups:
+        if group not in wanted:
+            continue
+        results[group] = _metabolic(images) if group == "met" else _radiomics(images, group)
+    return results
+
+
+def lesion_features(
+    case: PreparedCase,
+    label: int,
+    *,
+    clinical: Optional[Mapping[str, Any]] = None,
+    config: Optional[ExtractionConfig] = None,
+) -> dict[str, Any]:
+    """One lesion's feature row: ``lesion_label``, ``clin_*``, ``met_*``, ``ct_*``, ``pet_*``,
+    ``petct_*`` (SUV in g/mL, volumes in mL, HU; radiomics per the params files)."""
+    config = config or ExtractionConfig()
+    row: dict[str, Any] = {"lesion_label": int(label)}
+    row.update(clinical_columns(clinical))
+    for values in lesion_feature_groups(case, label, config).values():
+        row.update(values)
+    return row
+
+
+def case_features(
+    ct: sitk.Image,
+    suv: sitk.Image,
+    lesions: sitk.Image,
+    *,
+    labels: Optional[Sequence[int]] = None,
+    clinical: Optional[Mapping[str, Any]] = None,
+    liver_seed_lps_mm: Optional[Sequence[float]] = None,
+    config: Optional[ExtractionConfig] = None,
+    name: str = "case",
+    progress: Optional[Progress] = None,
+) -> list[dict[str, Any]]:
+    """Feature rows of every lesion (or ``labels``) of one patient, in label order."""
+    config = config or ExtractionConfig()
+    case = prepare_case(
+        ct, suv, lesions, liver_seed_lps_mm=liver_seed_lps_mm, config=config, name=name
+    )
+    chosen = case.labels if labels is None else [int(v) for v in labels]
+    rows = []
+    for number, label in enumerate(chosen):
+        if progress is not None:
+            progress(number / len(chosen), f"lesion {label}")
+        rows.append(lesion_features(case, label, clinical=clinical, config=config))
+    if progress is not None:
+        progress(1.0, f"{len(chosen)} lesion(s)")
+    return rows

@@ -1,0 +1,473 @@
+"""Radiomics of one image around one lesion with pyradiomics: parameter files, crops, names.
+
+Parameter files are pyradiomics YAML (``setting``, ``imageType``, ``featureClass``) plus an
+optional ``boneOligoMet`` section of our own:
+
+- ``image``: ``ct``, ``pet`` or ``petct``: the image the file is meant for (checked when used);
+- ``intensityRange: [low, high]``: the protocol's "absolute rescale" (HU, SUV): intensities are
+  clamped to it after resampling, so fixed-width bins count from a fixed floor;
+- ``fusion: {alpha, ctRangeHU, suvRange}``: the fused image's definition (``petct`` only; see
+  :mod:`BoneOligoMetLib.fusion`).
+
+The packaged files (``BoneOligoMetLib/data/params``) follow the study (§2.5): ``ct``, ``pet``,
+``petct``, ``ct_binwidth32`` and ``ibsi1_phantom``. Every file, and every override merged into
+it, is validated with pyradiomics' own schema (pykwalify) and ours before use: nothing reaches
+pyradiomics as an unvalidated keyword (pyradiomics' ``**kwargs`` skip its schema; we never use
+them).
+
+Crop, then resample: each image is cut to the lesion's box plus a margin, and the 1 mm grid is
+computed as pyradiomics' ``resampleImage`` does on the whole image (aligned to the whole mask's
+voxel grid, the lesion's box plus ``padDistance``), so features do not depend on the crop. The
+mask is resampled once (nearest neighbour) and each image is interpolated onto that one grid:
+a PET on its own grid and a CT-grid lesion mask meet on the 1 mm grid without the PET being
+interpolated twice, and the CT, PET and fused images share the same voxels of interest.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from BoneOligoMetLib.errors import BoneOligoMetError, MaskError
+from BoneOligoMetLib.fusion import FusionConfig
+from BoneOligoMetLib.geometry import (
+    binary_mask,
+    crop_to_physical_box,
+    mask_physical_bounds,
+    same_grid,
+)
+
+log = logging.getLogger(__name__)
+
+PACKAGED = ("ct", "pet", "petct", "ct_binwidth32", "ibsi1_phantom")
+IMAGE_KINDS = ("ct", "pet", "petct")
+OUR_SECTION = "boneOligoMet"
+OUR_KEYS = ("image", "intensityRange", "fusion")
+PYRADIOMICS_SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
+# Filtered image types that ExtractionConfig / --filters can add, with their arguments.
+FILTERS: dict[str, dict[str, Any]] = {"LoG": {"sigma": [1.0, 3.0, 5.0]}, "Wavelet": {}}
+# pyradiomics' defaults for the settings we read ourselves.
+DEFAULT_PAD = 5
+DEFAULT_INTERPOLATOR = "sitkBSpline"
+# Native voxels of crop beyond the grid: the cubic B-spline prefilter (pole −0.268) carries the
+# crop edge into the image as 0.268^n, 1e-6 after 10 voxels; 2 of them are the kernel's support.
+SPLINE_MARGIN_VOXELS = 10
+
+Source = Union[str, Path, Mapping[str, Any]]
+
+
+class ParamsError(BoneOligoMetError):
+    """A radiomics parameter file (or override) that pyradiomics' schema or ours refuses."""
+
+
+def params_path(name: str) -> Path:
+    """Path of a packaged parameter file (``ct``, ``pet``, ``petct``, ``ct_binwidth32``, ...)."""
+    if name not in PACKAGED:
+        close = difflib.get_close_matches(name, PACKAGED, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ParamsError(
+            f"no packaged parameter file {name!r}{hint} (packaged: {', '.join(PACKAGED)})"
+        )
+    return Path(str(resources.files("BoneOligoMetLib").joinpath("data", "params", f"{name}.yaml")))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot read ({error.strerror or error})") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in, section by section (one level of keys deep)."""
+    merged = copy.deepcopy(dict(base))
+    for section, values in overrides.items():
+        if isinstance(values, Mapping) and isinstance(merged.get(section), Mapping):
+            merged[section] = {**merged[section], **copy.deepcopy(dict(values))}
+        else:
+            merged[section] = copy.deepcopy(values)
+    return merged
+
+
+def _validate_pyradiomics(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` checked against pyradiomics' schema (pykwalify), as pyradiomics itself does."""
+    import pykwalify.core
+    from pykwalify.errors import PyKwalifyException
+    from radiomics import getParameterValidationFiles
+
+    # pykwalify logs every schema error before raising: our message carries them instead.
+    logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
+    schema_file, schema_functions = getParameterValidationFiles()
+    try:
+        core = pykwalify.core.Core(
+            source_data=copy.deepcopy(data),
+            schema_files=[schema_file],
+            extensions=[schema_functions],
+        )
+        core.validate(raise_exception=True)
+    except PyKwalifyException as error:
+        problems = [line.strip(" -.") for line in str(error.msg).splitlines()[1:]]
+        raise ParamsError(f"{source}: {'; '.join(problems) or error.msg}") from None
+    except (ValueError, TypeError) as error:  # pyradiomics' schema functions
+        raise ParamsError(f"{source}: {error}") from None
+    if data.get("setting", {}).get("normalize"):
+        raise ParamsError(
+            f"{source}: normalize is not supported: it rescales by the whole image's mean and "
+            "SD, which a lesion crop changes; HU and SUV are absolute units"
+        )
+    spacing = data.get("setting", {}).get("resampledPixelSpacing")
+    if spacing is not None and len(spacing) != 3:
+        raise ParamsError(f"{source}: resampledPixelSpacing needs 3 values, got {spacing}")
+    return data
+
+
+def _validate_ours(section: Any, source: str) -> tuple[Optional[str], Any, Any]:
+    if section is None:
+        return None, None, None
+    if not isinstance(section, Mapping):
+        raise ParamsError(f"{source}: {OUR_SECTION} must be a mapping")
+    for key in section:
+        if key not in OUR_KEYS:
+            close = difflib.get_close_matches(str(key), OUR_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(OUR_KEYS)}"
+            raise ParamsError(f"{source}: unknown key {OUR_SECTION}.{key}{hint}")
+    image = section.get("image")
+    if image is not None and image not in IMAGE_KINDS:
+        raise ParamsError(
+            f"{source}: {OUR_SECTION}.image {image!r} is not one of {', '.join(IMAGE_KINDS)}"
+        )
+    intensity_range = section.get("intensityRange")
+    if intensity_range is not None:
+        try:
+            low, high = (float(v) for v in intensity_range)
+        except (TypeError, ValueError):
+            raise ParamsError(
+                f"{source}: {OUR_SECTION}.intensityRange must be [low, high], "
+                f"got {intensity_range!r}"
+            ) from None
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ParamsError(f"{source}: {OUR_SECTION}.intensityRange needs low < high")
+        intensity_range = (low, high)
+    fusion = section.get("fusion")
+    if fusion is not None:
+        if image not in (None, "petct"):
+            raise ParamsError(f"{source}: {OUR_SECTION}.fusion belongs to a petct file")
+        if not isinstance(fusion, Mapping):
+            raise ParamsError(f"{source}: {OUR_SECTION}.fusion must be a mapping")
+        try:
+            fusion = FusionConfig.from_mapping(fusion, source)
+        except ParamsError:
+            raise
+        except BoneOligoMetError as error:
+            raise ParamsError(f"{source}: {error}") from None
+    return image, intensity_range, fusion
+
+
+@dataclass(frozen=True)
+class RadiomicsParams:
+    """A validated parameter set for one image: pyradiomics' part and ours."""
+
+    source: str  # file path or a description of where the parameters came from
+    pyradiomics: dict[str, Any] = field(repr=False)  # setting / imageType / featureClass
+    image: Optional[str] = None  # ct, pet or petct when the file says
+    intensity_range: Optional[tuple[float, float]] = None  # clamp (HU, SUV) after resampling
+    fusion: Optional[FusionConfig] = None  # petct only
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.pyradiomics.get("setting", {})
+
+    @property
+    def spacing_mm(self) -> Optional[tuple[float, float, float]]:
+        """Target voxel spacing (mm), or None when the file does not resample."""
+        spacing = self.settings.get("resampledPixelSpacing")
+        return None if spacing is None else tuple(float(s) for s in spacing)  # type: ignore[return-value]
+
+    @property
+    def pad(self) -> int:
+        return int(self.settings.get("padDistance", DEFAULT_PAD))
+
+    @property
+    def interpolator(self) -> int:
+        value = self.settings.get("interpolator", DEFAULT_INTERPOLATOR)
+        return getattr(sitk, value) if isinstance(value, str) else int(value)
+
+    def as_mapping(self) -> dict[str, Any]:
+        """Everything that decides the features, as plain data (the digest's input)."""
+        ours: dict[str, Any] = {}
+        if self.image is not None:
+            ours["image"] = self.image
+        if self.intensity_range is not None:
+            ours["intensityRange"] = list(self.intensity_range)
+        if self.fusion is not None:
+            ours["fusion"] = self.fusion.as_mapping()
+        return {**self.pyradiomics, **({OUR_SECTION: ours} if ours else {})}
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the effective parameters (comments and layout of the file do not count)."""
+        text = json.dumps(self.as_mapping(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def margin_voxels(
+        self, native_spacing_mm: Sequence[float], minimum_mm: float = 0.0
+    ) -> tuple[int, int, int]:
+        """Crop margin (voxels per axis) around the lesion's box for an image of
+        ``native_spacing_mm``: the resampled grid's padding, plus enough voxels that the cubic
+        B-spline (whose prefilter spans the whole crop) sees the crop edge damped below 1e-5,
+        and at least ``minimum_mm``."""
+        native = np.asarray(native_spacing_mm, dtype=float)
+        target = np.asarray(self.spacing_mm or native, dtype=float)
+        target = np.where(target == 0, native, target)
+        grid = np.ceil((self.pad + 1) * target / native)
+        needed = grid + SPLINE_MARGIN_VOXELS
+        return tuple(int(v) for v in np.maximum(needed, np.ceil(minimum_mm / native)))
+
+
+def load_params(
+    source: Source,
+    overrides: Optional[Mapping[str, Any]] = None,
+    image: Optional[str] = None,
+) -> RadiomicsParams:
+    """Read and validate a parameter set.
+
+    ``source``: a packaged name (``"ct"``, ``"pet"``, ``"petct"``, ``"ct_binwidth32"``,
+    ``"ibsi1_phantom"``), a YAML path, or a mapping. ``overrides`` (same layout, e.g.
+    ``{"setting": {"binWidth": 32}}``) are merged in section by section *before* validation.
+    ``image``: the image kind the parameters will be used for; a file made for another is an
+    error.
+    """
+    if isinstance(source, Mapping):
+        data, name = copy.deepcopy(dict(source)), "parameters"
+    else:
+        text = str(source)
+        path = params_path(text) if text in PACKAGED and not Path(text).exists() else Path(text)
+        if not path.is_file():
+            raise ParamsError(
+                f"{path}: parameter file not found (or a packaged name: {', '.join(PACKAGED)})"
+            )
+        data, name = _read_yaml(path), str(path)
+    if overrides:
+        data = merge(data, overrides)
+        name += " (with overrides)"
+    unknown = [k for k in data if k not in (*PYRADIOMICS_SECTIONS, OUR_SECTION)]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), (*PYRADIOMICS_SECTIONS, OUR_SECTION))
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ParamsError(f"{name}: unknown section {unknown[0]!r}{hint}")
+    ours = data.pop(OUR_SECTION, None)
+    declared, intensity_range, fusion = _validate_ours(ours, name)
+    if image is not None and declared is not None and declared != image:
+        raise ParamsError(f"{name}: made for the {declared} image, used for the {image} image")
+    if image == "petct" and fusion is None:
+        fusion = FusionConfig()
+    pyradiomics_part = _validate_pyradiomics(data, name)
+    return RadiomicsParams(name, pyradiomics_part, declared or image, intensity_range, fusion)
+
+
+# --- crops and the analysis grid -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Region:
+    """A lesion's voxel box in the image it was drawn on (ITK index order x, y, z)."""
+
+    start: tuple[int, int, int]  # first voxel of the box
+    size: tuple[int, int, int]  # voxels per axis
+    parent_size: tuple[int, int, int]  # size of the whole image
+
+
+def crop_region(image: sitk.Image, region: Region, margin_voxels: Sequence[int] = (0, 0, 0)):
+    """The box of ``region`` grown by ``margin_voxels`` (clipped to the image) and its start."""
+    start = [max(0, s - m) for s, m in zip(region.start, margin_voxels)]
+    stop = [
+        min(n, s + z + m)
+        for n, s, z, m in zip(region.parent_size, region.start, region.size, margin_voxels)
+    ]
+    size = [b - a for a, b in zip(start, stop)]
+    return sitk.RegionOfInterest(image, size, start), tuple(start)
+
+
+def crop_around(image: sitk.Image, lesion: sitk.Image, margin_voxels: Sequence[int]) -> sitk.Image:
+    """``image`` cut to the physical box of ``lesion``'s voxels (any grid) grown by
+    ``margin_voxels`` of ``image`` per axis, as float32; geometry kept."""
+    low, high = mask_physical_bounds(lesion)
+    extent = np.asarray(margin_voxels, dtype=float) * np.asarray(image.GetSpacing())
+    direction = np.abs(np.asarray(image.GetDirection()).reshape(3, 3))
+    margin = direction @ extent  # image axes onto LPS axes (oblique grids: a larger box)
+    return sitk.Cast(crop_to_physical_box(image, low - margin, high + margin), sitk.sitkFloat32)
+
+
+def analysis_grid(
+    mask: sitk.Image, mask_start: Sequence[int], region: Region, params: RadiomicsParams
+) -> sitk.Image:
+    """The binary lesion mask (``mask``: a crop of the whole mask whose first voxel is the whole
+    mask's ``mask_start``; lesion voxels 1) on the grid pyradiomics' ``resampleImage`` would make
+    from the whole mask.
+
+    Without resampling in ``params`` the mask is returned as it is.
+    """
+    spacing = params.spacing_mm
+    if spacing is None:
+        return mask
+    native = np.asarray(mask.GetSpacing())
+    target = np.where(np.asarray(spacing) == 0, native, spacing)
+    target = np.where(np.asarray(region.size) == 1, native, target)  # one slice: keep
+    low = np.asarray(region.start)
+    size = np.asarray(region.size)
+    parent = np.asarray(region.parent_size)
+    pad = params.pad
+    if np.allclose(native, target):  # pyradiomics crops instead (cropToTumorMask)
+        first = np.maximum(low - pad, 0)
+        last = np.minimum(low + size - 1 + pad, parent - 1)
+        origin_index = first.astype(float)
+        new_size = last - first + 1
+    else:
+        ratio = native / target
+        first = np.maximum(np.floor((low - 0.5) * ratio - pad), 0)
+        last = np.minimum(np.ceil((low + size - 0.5) * ratio + pad), np.ceil(parent * ratio) - 1)
+        new_size = (last - first + 1).astype(int)
+        origin_index = 0.5 * (target - native) / native + first / ratio
+    # Index p of the whole mask is index p − mask_start of the crop.
+    origin = mask.TransformContinuousIndexToPhysicalPoint(
+        tuple(float(v) for v in origin_index - np.asarray(mask_start))
+    )
+    grid = sitk.Image([int(n) for n in new_size], sitk.sitkUInt8)
+    grid.SetSpacing([float(s) for s in target])
+    grid.SetDirection(mask.GetDirection())
+    grid.SetOrigin(origin)
+    on_grid = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0)
+    if not sitk.GetArrayViewFromImage(on_grid).any():
+        raise MaskError("lesion mask vanishes on the resampled grid (smaller than a voxel)")
+    return on_grid
+
+
+def onto_grid(image: sitk.Image, grid: sitk.Image, params: RadiomicsParams) -> sitk.Image:
+    """``image`` (a crop covering the grid) interpolated onto ``grid`` as float32."""
+    if same_grid(image, grid):
+        return sitk.Cast(image, sitk.sitkFloat32)
+    return sitk.Resample(image, grid, sitk.Transform(), params.interpolator, 0.0, sitk.sitkFloat32)
+
+
+def clamp(image: sitk.Image, params: RadiomicsParams) -> sitk.Image:
+    """``image`` clamped to the parameters' ``intensityRange`` (unchanged without one)."""
+    if params.intensity_range is None:
+        return image
+    low, high = params.intensity_range
+    return sitk.Clamp(image, sitk.sitkFloat32, float(low), float(high))
+
+
+# --- pyradiomics ----------------------------------------------------------------------------
+
+_EXTRACTORS: dict[tuple[str, bool], Any] = {}
+
+
+def _extractor(params: RadiomicsParams, shape: bool):
+    """A pyradiomics extractor for prepared (resampled, cropped) images; cached per process."""
+    key = (params.digest, shape)
+    if key not in _EXTRACTORS:
+        from radiomics import featureextractor
+
+        # pyradiomics logs INFO for every feature class; only its warnings are worth seeing.
+        logging.getLogger("radiomics").setLevel(logging.WARNING)
+        extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params.pyradiomics))
+        # The images come resampled onto the lesion's grid (analysis_grid/onto_grid): the same
+        # resampleImage arithmetic, done once per lesion for all three images.
+        extractor.settings["resampledPixelSpacing"] = None
+        extractor.settings["additionalInfo"] = False
+        if not shape:
+            extractor.enabledFeatures.pop("shape", None)
+        _EXTRACTORS[key] = extractor
+    return _EXTRACTORS[key]
+
+
+def has_shape(params: RadiomicsParams) -> bool:
+    classes = params.pyradiomics.get("featureClass")
+    return not classes or "shape" in classes
+
+
+def compute(
+    image: sitk.Image,
+    mask: sitk.Image,
+    params: RadiomicsParams,
+    shape: bool = True,
+    name: str = "lesion",
+) -> dict[str, float]:
+    """pyradiomics features of ``image`` in ``mask`` (1 = lesion), both on one grid already.
+
+    Returns pyradiomics' names (``original_firstorder_Mean``, ...) in its order, as floats.
+    """
+    extractor = _extractor(params, shape)
+    try:
+        result = extractor.execute(image, mask, label=1)
+    except (ValueError, AssertionError) as error:  # pyradiomics' ROI checks
+        raise MaskError(f"{name}: pyradiomics refused the ROI ({error})") from None
+    return {
+        key: float(value) for key, value in result.items() if not key.startswith("diagnostics_")
+    }
+
+
+def shape_shared(params: RadiomicsParams) -> bool:
+    """Shape features depend on the mask only, unless re-segmentation changes it per image."""
+    settings = params.settings
+    return settings.get("resegmentRange") is None or not settings.get("resegmentShape", False)
+
+
+def extract_image_features(
+    image: sitk.Image,
+    mask: sitk.Image,
+    params: RadiomicsParams,
+    label: Optional[int] = None,
+    margin_mm: float = 0.0,
+    prefix: str = "",
+    name: str = "lesion",
+) -> dict[str, float]:
+    """Radiomics of one image in one lesion of a label image, the project's extraction path.
+
+    The lesion (``label`` of ``mask``; ``None`` requires a single label) is cut out with a margin
+    (at least what the 1 mm grid and the interpolation need), the mask is put on the analysis
+    grid, the image interpolated onto it and clamped to the parameters' intensity range, and
+    pyradiomics computes the features. A mask on another grid than the image is fine when the
+    parameters resample; without resampling it is mapped to the image's voxels (nearest
+    neighbour). Names get ``prefix``.
+    """
+    lesion = binary_mask(mask, label, name)
+    box = sitk.LabelShapeStatisticsImageFilter()
+    box.Execute(lesion)
+    bounds = box.GetBoundingBox(1)
+    region = Region(tuple(bounds[:3]), tuple(bounds[3:]), tuple(lesion.GetSize()))
+    lesion_crop, lesion_start = crop_region(lesion, region)
+    margin = params.margin_voxels(image.GetSpacing(), margin_mm)
+    image_crop = crop_around(image, lesion_crop, margin)
+    if params.spacing_mm is None:
+        grid_mask = lesion_crop
+        if not same_grid(lesion_crop, image_crop):
+            grid_mask = sitk.Resample(
+                lesion_crop, image_crop, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0
+            )
+    else:
+        grid_mask = analysis_grid(lesion_crop, lesion_start, region, params)
+    on_grid = clamp(onto_grid(image_crop, grid_mask, params), params)
+    features = compute(on_grid, grid_mask, params, name=name)
+    return {f"{prefix}{key}": value for key, value in features.items()}

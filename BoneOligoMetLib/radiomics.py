@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -120,11 +121,13 @@ def _validate_pyradiomics(data: dict[str, Any], source: str) -> dict[str, Any]:
     logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
     schema_file, schema_functions = getParameterValidationFiles()
     try:
-        core = pykwalify.core.Core(
-            source_data=copy.deepcopy(data),
-            schema_files=[schema_file],
-            extensions=[schema_functions],
-        )
+        with warnings.catch_warnings():  # pykwalify loads the schema functions with imp
+            warnings.simplefilter("ignore", DeprecationWarning)
+            core = pykwalify.core.Core(
+                source_data=copy.deepcopy(data),
+                schema_files=[schema_file],
+                extensions=[schema_functions],
+            )
         core.validate(raise_exception=True)
     except PyKwalifyException as error:
         problems = [line.strip(" -.") for line in str(error.msg).splitlines()[1:]]
@@ -262,7 +265,8 @@ def load_params(
         data, name = copy.deepcopy(dict(source)), "parameters"
     else:
         text = str(source)
-        path = params_path(text) if text in PACKAGED and not Path(text).exists() else Path(text)
+        looks_like_name = "/" not in text and not text.endswith((".yaml", ".yml", ".json"))
+        path = params_path(text) if looks_like_name and not Path(text).exists() else Path(text)
         if not path.is_file():
             raise ParamsError(
                 f"{path}: parameter file not found (or a packaged name: {', '.join(PACKAGED)})"
@@ -391,7 +395,11 @@ def _extractor(params: RadiomicsParams, shape: bool):
 
         # pyradiomics logs INFO for every feature class; only its warnings are worth seeing.
         logging.getLogger("radiomics").setLevel(logging.WARNING)
-        extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params.pyradiomics))
+        with warnings.catch_warnings():  # pykwalify loads the schema functions with imp
+            warnings.simplefilter("ignore", DeprecationWarning)
+            extractor = featureextractor.RadiomicsFeatureExtractor(
+                copy.deepcopy(params.pyradiomics)
+            )
         # The images come resampled onto the lesion's grid (analysis_grid/onto_grid): the same
         # resampleImage arithmetic, done once per lesion for all three images.
         extractor.settings["resampledPixelSpacing"] = None

@@ -1,0 +1,386 @@
+"""Radiomics per the protocol: parameter files and their validation, crop-then-resample equal to
+pyradiomics on the whole image, PET and CT grids, the fused image, and one row per lesion."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from radiomics import featureextractor, imageoperations
+
+from BoneOligoMetLib.cli import main
+from BoneOligoMetLib.features import (
+    ConfigError,
+    ExtractionConfig,
+    label_regions,
+    lesion_feature_groups,
+    lesion_features,
+    prepare_case,
+)
+from BoneOligoMetLib.fusion import FusionConfig, fuse
+from BoneOligoMetLib.image_io import write_image
+from BoneOligoMetLib.phantom import generate_patient
+from BoneOligoMetLib.radiomics import (
+    PACKAGED,
+    ParamsError,
+    Region,
+    analysis_grid,
+    crop_region,
+    extract_image_features,
+    load_params,
+    params_path,
+)
+
+# --- synthetic images ------------------------------------------------------------------------
+
+
+def _image(array_zyx, spacing, origin=(0.0, 0.0, 0.0), dtype=np.float32):
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array_zyx, dtype=dtype))
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetOrigin([float(o) for o in origin])
+    return image
+
+
+@pytest.fixture(scope="module")
+def textured():
+    """A 0.98×0.98×3.27 mm CT-like image (smooth pattern + noise, HU) and a two-lesion mask."""
+    rng = np.random.default_rng(7)
+    z, y, x = np.meshgrid(np.arange(24), np.arange(70), np.arange(80), indexing="ij")
+    pattern = 300 + 200 * np.sin(x / 4.0) * np.cos(y / 5.0) + 30 * z
+    array = pattern + rng.normal(0, 40, pattern.shape)
+    array[:, :, :3] = -1000  # some air, as a body CT has
+    ct = _image(array, (0.977, 0.977, 3.27), (-31.7, 12.2, -40.3))
+    mask = np.zeros(array.shape, np.uint8)
+    mask[8:15, 20:42, 30:52] = 1
+    mask[10:13, 25:30, 33:40] = 0  # a hole
+    mask[16:20, 50:60, 55:66] = 2
+    return ct, _image(mask, ct.GetSpacing(), ct.GetOrigin(), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def patient():
+    """A small synthetic patient (CT, SUV, lesion labels on the CT grid, liver seed)."""
+    return generate_patient(3, "small", n_lesions=2)
+
+
+def _relative_difference(a: dict, b: dict) -> float:
+    assert list(a) == list(b)
+    return max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-9) for k in a)
+
+
+# --- parameter files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_packaged_params_pass_both_schemas(name):
+    params = load_params(name)
+    assert params.source == str(params_path(name))
+    assert len(params.digest) == 64
+    if name in ("ct", "pet", "petct", "ct_binwidth32"):
+        assert params.spacing_mm == (1.0, 1.0, 1.0)  # §2.5: 1×1×1 mm³
+        assert params.image == name.split("_")[0]
+        classes = set(params.pyradiomics["featureClass"])
+        assert classes == {"shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"}
+
+
+def test_protocol_numbers():
+    assert load_params("pet").settings["binWidth"] == pytest.approx(50 / 63)  # §2.5
+    assert load_params("pet").intensity_range == (0.0, 50.0)
+    ct = load_params("ct")
+    assert ct.intensity_range == (-1000.0, 3000.0)
+    span = ct.intensity_range[1] - ct.intensity_range[0]
+    assert span / ct.settings["binWidth"] == 400  # default: 400 levels
+    assert load_params("ct_binwidth32").settings["binWidth"] == 32
+    petct = load_params("petct")
+    assert petct.fusion == FusionConfig(0.5, (-1000.0, 3000.0), (0.0, 50.0))
+
+
+def test_digest_follows_content_not_layout(tmp_path):
+    text = params_path("pet").read_text()
+    reformatted = tmp_path / "pet_commented.yaml"
+    reformatted.write_text("# a comment\n\n" + text.replace("  ", "    "))
+    assert load_params(reformatted).digest == load_params("pet").digest
+    changed = tmp_path / "pet_changed.yaml"
+    changed.write_text(text.replace("binWidth: 0.7936507936507936", "binWidth: 0.5"))
+    assert load_params(changed).digest != load_params("pet").digest
+
+
+def test_unknown_and_invalid_settings_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("setting:\n  binWidht: 25\n")
+    with pytest.raises(ParamsError, match=r"bad\.yaml.*binWidht"):
+        load_params(bad)
+    bad.write_text("setting:\n  binWidth: -3\n")
+    with pytest.raises(ParamsError, match="binWidth"):
+        load_params(bad)
+    bad.write_text("boneOligoMet:\n  intensityRnage: [0, 50]\n")
+    with pytest.raises(ParamsError, match="did you mean 'intensityRange'"):
+        load_params(bad)
+    bad.write_text("settings:\n  binWidth: 2\n")
+    with pytest.raises(ParamsError, match="did you mean 'setting'"):
+        load_params(bad)
+    bad.write_text("imageType:\n  Gabor: {}\n")
+    with pytest.raises(ParamsError, match="Gabor"):
+        load_params(bad)
+    bad.write_text("setting:\n  normalize: true\n")
+    with pytest.raises(ParamsError, match="normalize"):
+        load_params(bad)
+    with pytest.raises(ParamsError, match="did you mean 'petct'"):
+        load_params("pect")
+
+
+def test_overrides_cannot_bypass_the_schema():
+    # pyradiomics' own keyword overrides skip its schema; ours are merged, then validated.
+    with pytest.raises(ParamsError, match="binWidth"):
+        load_params("ct", overrides={"setting": {"binWidth": -1}})
+    with pytest.raises(ParamsError, match="binWitdh"):
+        load_params("ct", overrides={"setting": {"binWitdh": 5}})
+    with pytest.raises(ParamsError, match="Bogus"):
+        load_params("ct", overrides={"featureClass": {"Bogus": None}})
+    merged = load_params("ct", overrides={"setting": {"binWidth": 32.0}})
+    assert merged.settings["binWidth"] == 32.0
+    assert merged.settings["resampledPixelSpacing"] == [1.0, 1.0, 1.0]  # the rest kept
+    with pytest.raises(ParamsError, match="fusion alpha"):
+        load_params("petct", overrides={"boneOligoMet": {"fusion": {"alpha": 2}}})
+    assert ExtractionConfig(fusion=FusionConfig(alpha=0.7)).params("petct").fusion.alpha == 0.7
+
+
+def test_a_file_for_one_image_refuses_another():
+    with pytest.raises(ParamsError, match="made for the pet image"):
+        load_params("pet", image="ct")
+    with pytest.raises(ConfigError, match="did you mean 'pet_params'"):
+        ExtractionConfig.from_mapping({"pet_param": "pet"})
+    with pytest.raises(ConfigError, match="images"):
+        ExtractionConfig(images=("ct", "mri"))
+    with pytest.raises(ConfigError, match="filter"):
+        ExtractionConfig(filters=("Gabor",))
+    assert ExtractionConfig.from_mapping(ExtractionConfig().as_mapping()) == ExtractionConfig()
+
+
+def test_filters_add_image_types_through_validation():
+    params = ExtractionConfig(filters=("LoG", "Wavelet")).params("ct")
+    assert params.pyradiomics["imageType"]["LoG"] == {"sigma": [1.0, 3.0, 5.0]}
+    assert "Wavelet" in params.pyradiomics["imageType"]
+    assert params.digest != load_params("ct").digest
+
+
+# --- crop, then resample: the same as pyradiomics on the whole image ---------------------------
+
+
+def _bounding_region(mask: sitk.Image, label: int) -> Region:
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.Execute(mask)
+    box = shapes.GetBoundingBox(label)
+    return Region(tuple(box[:3]), tuple(box[3:]), tuple(mask.GetSize()))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 2.0, 2.0), (0.7, 0.7, 0.7)])
+def test_analysis_grid_is_pyradiomics_grid_on_the_whole_mask(textured, spacing):
+    ct, mask = textured
+    params = load_params("ct", overrides={"setting": {"resampledPixelSpacing": list(spacing)}})
+    for label in (1, 2):
+        binary = sitk.Cast(sitk.Equal(mask, label), sitk.sitkUInt8)
+        region = _bounding_region(binary, 1)
+        crop, start = crop_region(binary, region)
+        grid = analysis_grid(crop, start, region, params)
+        _, expected = imageoperations.resampleImage(
+            ct, binary, resampledPixelSpacing=list(spacing), padDistance=5, label=1
+        )
+        assert grid.GetSize() == expected.GetSize()
+        assert np.allclose(grid.GetOrigin(), expected.GetOrigin(), atol=1e-9)
+        assert np.allclose(grid.GetSpacing(), expected.GetSpacing())
+        assert np.array_equal(sitk.GetArrayFromImage(grid), sitk.GetArrayFromImage(expected))
+
+
+def test_crop_then_resample_equals_pyradiomics_on_the_whole_image(textured):
+    ct, mask = textured
+    params = load_params({"setting": {"binWidth": 10.0, "resampledPixelSpacing": [1, 1, 1]}})
+    extractor = featureextractor.RadiomicsFeatureExtractor(
+        {"setting": {"binWidth": 10.0, "resampledPixelSpacing": [1, 1, 1]}}
+    )
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    for label in (1, 2):
+        ours = extract_image_features(ct, mask, params, label=label)
+        whole = extractor.execute(ct, mask, label=label)
+        whole = {k: float(v) for k, v in whole.items() if not k.startswith("diagnostics_")}
+        assert _relative_difference(ours, whole) < 1e-6
+
+
+def test_features_do_not_depend_on_the_crop_margin(textured):
+    ct, mask = textured
+    params = load_params("ct")
+    narrow = extract_image_features(ct, mask, params, label=1)
+    wide = extract_image_features(ct, mask, params, label=1, margin_mm=40.0)
+    assert _relative_difference(narrow, wide) < 1e-6
+
+
+def test_pet_on_its_own_grid_meets_the_ct_grid_mask_on_the_1mm_grid(patient):
+    # pyradiomics resamples image and mask onto the grid of the mask when they differ; a PET
+    # crop with a CT-grid mask gives the same features as pyradiomics on the whole PET.
+    params = load_params("pet")
+    lesion = sitk.Cast(sitk.Equal(patient.lesion_labels, 1), sitk.sitkUInt8)
+    ours = extract_image_features(patient.suv, lesion, params, label=1)
+    settings = copy.deepcopy(params.pyradiomics)
+    extractor = featureextractor.RadiomicsFeatureExtractor(settings)
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    clamped = sitk.Clamp(patient.suv, sitk.sitkFloat32, 0.0, 50.0)  # within range already
+    whole = {
+        k: float(v)
+        for k, v in extractor.execute(clamped, lesion, label=1).items()
+        if not k.startswith("diagnostics_")
+    }
+    assert _relative_difference(ours, whole) < 1e-5
+
+
+# --- the fused image -------------------------------------------------------------------------
+
+
+def test_fused_image_formula_and_grid():
+    ct = _image([[[-1000.0, 1000.0, 3000.0, 5000.0]]], (1, 1, 1))
+    suv = _image([[[0.0, 25.0, 50.0, 80.0]]], (1, 1, 1))
+    fused = sitk.GetArrayFromImage(fuse(ct, suv))[0, 0]
+    expected = 0.5 * np.clip((np.array([-1000, 1000, 3000, 5000]) + 1000) / 4000, 0, 1)
+    expected += 0.5 * np.clip(np.array([0, 25, 50, 80]) / 50, 0, 1)
+    assert np.allclose(fused, expected)
+    assert np.allclose(
+        sitk.GetArrayFromImage(fuse(ct, suv, FusionConfig(alpha=1.0)))[0, 0],
+        np.clip((np.array([-1000, 1000, 3000, 5000]) + 1000) / 4000, 0, 1),
+    )
+    # A PET on a coarser grid is interpolated onto the CT grid; geometry is the CT's.
+    ct = _image(np.zeros((4, 8, 8)), (1, 1, 1))
+    pet = _image(np.full((2, 4, 4), 25.0), (2, 2, 2), origin=(0.5, 0.5, 0.5))
+    fused = fuse(ct, pet)
+    assert fused.GetSize() == ct.GetSize()
+    assert fused.GetOrigin() == ct.GetOrigin()
+    inner = sitk.GetArrayFromImage(fused)[1:3, 2:6, 2:6]
+    assert np.allclose(inner, 0.5 * 0.25 + 0.5 * 0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        FusionConfig(alpha=1.5)
+    with pytest.raises(ValueError, match="suvRange"):
+        FusionConfig(suv_range=(50, 0))
+
+
+# --- one row per lesion ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def case(patient):
+    return prepare_case(
+        patient.ct, patient.suv, patient.lesion_labels, liver_seed_lps_mm=patient.liver_seed_lps_mm
+    )
+
+
+def test_row_columns_are_prefixed_and_ordered(case):
+    rows = [lesion_features(case, label, clinical={"age": 61, "clin_subtype": "HR+"})
+            for label in case.labels]  # fmt: skip
+    columns = list(rows[0])
+    assert columns[:3] == ["lesion_label", "clin_age", "clin_subtype"]
+    groups = [c.split("_")[0] for c in columns[3:]]
+    assert groups == sorted(groups, key=["met", "ct", "pet", "petct"].index)
+    assert all(list(row) == columns for row in rows)  # stable order across lesions
+    for prefix in ("ct_", "pet_", "petct_"):
+        names = [c[len(prefix) :] for c in columns if c.startswith(prefix)]
+        assert names[0].startswith("original_shape_")
+        assert "original_glcm_JointAverage" in names
+        assert "original_ngtdm_Busyness" in names
+        assert "original_glcm_SumAverage" not in names  # = 2 × JointAverage
+    for row in rows:
+        assert all(not (isinstance(v, float) and not math.isfinite(v)) for v in row.values()), (
+            "no NaN"
+        )
+        assert row["met_liver_suv_mean"] > 0
+        assert row["met_hu_mean"] is not None
+        # One mask on one 1 mm grid: the same shape for the three images.
+        shape = [c for c in columns if c.startswith("ct_original_shape_")]
+        for name in shape:
+            assert row[name] == row[name.replace("ct_", "pet_", 1)]
+            assert row[name] == row[name.replace("ct_", "petct_", 1)]
+
+
+def test_row_radiomics_equal_the_single_image_path(case, patient):
+    config = ExtractionConfig()
+    groups = lesion_feature_groups(case, 1, config)
+    lesion = sitk.Cast(sitk.Equal(patient.lesion_labels, 1), sitk.sitkUInt8)
+    ct = extract_image_features(patient.ct, lesion, config.params("ct"), prefix="ct_")
+    pet = extract_image_features(patient.suv, lesion, config.params("pet"), prefix="pet_")
+    assert _relative_difference(groups["ct"], ct) < 1e-6
+    assert _relative_difference(groups["pet"], pet) < 1e-6
+    # metabolic parameters are those of metabolic.py on the PET's own grid
+    from BoneOligoMetLib.metabolic import lesion_metabolics
+
+    reference = lesion_metabolics(patient.suv, patient.lesion_labels, 1, ct=patient.ct)
+    assert groups["met"]["met_suv_max"] == pytest.approx(reference.suv_max)
+    assert groups["met"]["met_suv_peak"] == pytest.approx(reference.suv_peak)
+    assert groups["met"]["met_hu_mean"] == pytest.approx(reference.hu_mean)
+
+
+def test_fusion_override_changes_only_petct(case):
+    base = lesion_feature_groups(case, 1, ExtractionConfig(images=("petct",), metabolic=False))
+    ct_heavy = lesion_feature_groups(
+        case, 1, ExtractionConfig(images=("petct",), metabolic=False, fusion=FusionConfig(0.9))
+    )
+    assert base["petct"]["petct_original_firstorder_Mean"] != pytest.approx(
+        ct_heavy["petct"]["petct_original_firstorder_Mean"]
+    )
+    assert ExtractionConfig(fusion=FusionConfig(0.9)).group_digest("petct") != (
+        ExtractionConfig().group_digest("petct")
+    )
+    assert ExtractionConfig(fusion=FusionConfig(0.9)).group_digest("ct") == (
+        ExtractionConfig().group_digest("ct")
+    )
+
+
+def test_label_regions_reads_only_lesion_slices(patient):
+    regions = label_regions(patient.lesion_labels)
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.Execute(patient.lesion_labels)
+    for label in shapes.GetLabels():
+        box = shapes.GetBoundingBox(label)
+        assert regions[label] == Region(box[:3], box[3:], patient.lesion_labels.GetSize())
+    empty = sitk.Image(patient.lesion_labels.GetSize(), sitk.sitkUInt8)
+    with pytest.raises(ValueError, match="empty"):
+        label_regions(empty)
+    halves = sitk.Cast(patient.lesion_labels, sitk.sitkFloat32) * 0.5
+    with pytest.raises(ValueError, match="non-integer"):
+        label_regions(halves)
+
+
+def test_unit_and_label_errors_name_the_case(patient):
+    with pytest.raises(ValueError, match=r"BOM9: PET.*Bq/mL"):
+        prepare_case(patient.ct, patient.pet_bqml, patient.lesion_labels, name="BOM9")
+    case = prepare_case(patient.ct, patient.suv, patient.lesion_labels, name="BOM9")
+    with pytest.raises(ValueError, match=r"BOM9: lesion label 7 not found"):
+        lesion_features(case, 7)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def test_radiomics_command(tmp_path, patient, capsys):
+    write_image(patient.ct, tmp_path / "ct.nii.gz")
+    write_image(patient.suv, tmp_path / "suv.nii.gz")
+    write_image(patient.lesion_labels, tmp_path / "lesions.nii.gz")
+    out = tmp_path / "ct.csv"
+    image, mask = str(tmp_path / "ct.nii.gz"), str(tmp_path / "lesions.nii.gz")
+    args = ["radiomics", "--image", image, "--mask", mask, "--label", "2", "--prefix", "ct_",
+            "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "ct_original_glcm_Contrast" in printed
+    with out.open() as handle:
+        row = next(csv.DictReader(handle))
+    assert row["lesion_label"] == "2"
+    lesion = sitk.Cast(sitk.Equal(patient.lesion_labels, 2), sitk.sitkUInt8)
+    expected = extract_image_features(patient.ct, lesion, load_params("ct"), prefix="ct_")
+    assert float(row["ct_original_firstorder_Mean"]) == pytest.approx(
+        expected["ct_original_firstorder_Mean"]
+    )
+    # A PET params file on the CT: the units check refuses it (one line, exit 2).
+    args = ["radiomics", "--image", image, "--mask", mask, "--label", "2", "--params", "pet"]
+    assert main(args) == 2
+    assert "not SUV" in capsys.readouterr().err

@@ -264,10 +264,10 @@ def _run_dask(tasks, store_root, config, scheduler, threads, done) -> None:
     except ImportError as error:  # pragma: no cover - a dependency
         raise BoneOligoMetError(f"--scheduler needs dask distributed ({error})") from None
     try:
-        client = Client(scheduler, timeout="30s", set_as_default=False)
+        client = Client(scheduler, timeout="30s")
     except OSError as error:
         raise BoneOligoMetError(f"cannot reach the Dask scheduler {scheduler} ({error})") from None
-    try:
+    with client:
         futures = {
             client.submit(run_case, task, store_root, config, threads, pure=False): task
             for task in tasks
@@ -278,8 +278,6 @@ def _run_dask(tasks, store_root, config, scheduler, threads, done) -> None:
                 done(task, future.result())
             except Exception as error:  # e.g. KilledWorker: the task's worker kept dying
                 done(task, _failed_remotely(task, store_root, _one_line(error)))
-    finally:
-        client.close()
 
 
 def _failed_remotely(task: CaseTask, store_root: str, message: str) -> list[LesionOutcome]:
@@ -404,7 +402,7 @@ def extract_cohort(
     state = {"done": n_reused, "computed": 0}
     log.info("%d lesion(s): %d already in %s", total, n_reused, paths["parts"])
     if progress is not None:
-        progress(state["done"] / total, f"{n_reused} lesion(s) already done")
+        progress(state["done"] / total, f"{n_reused} lesion(s) reused")
 
     def lesion_done(outcome: LesionOutcome) -> None:
         state["done"] += 1

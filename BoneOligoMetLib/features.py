@@ -155,8 +155,14 @@ class ExtractionConfig:
 
     def params(self, image: str) -> RadiomicsParams:
         """The validated parameters for ``image`` (``ct``, ``pet``, ``petct``), filters and
-        fusion override merged in before validation."""
-        return _params(self, image)
+        fusion override merged in before validation. Read again when the file changes."""
+        source = Path(getattr(self, f"{image}_params"))
+        try:
+            stat = source.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:  # a packaged name (or a missing file: load_params says so)
+            stamp = None
+        return _params(self, image, stamp)
 
     def group_digest(self, group: str) -> str:
         """SHA-256 of everything that decides the values of one feature group."""
@@ -178,7 +184,7 @@ class ExtractionConfig:
 
 
 @functools.lru_cache(maxsize=64)
-def _params(config: ExtractionConfig, image: str) -> RadiomicsParams:
+def _params(config: ExtractionConfig, image: str, stamp: Optional[tuple]) -> RadiomicsParams:
     overrides: dict[str, Any] = {}
     if config.filters:
         overrides["imageType"] = {name: dict(FILTERS[name]) for name in config.filters}
@@ -411,16 +417,37 @@ def _metabolic(images: _LesionImages) -> dict[str, Any]:
         weighting=config.peak_weighting,
     )
     row = {k: v for k, v in result.as_row().items() if k.startswith("met_")}
-    # HU statistics on the CT grid: the CT was checked as a whole in prepare_case.
+    # HU statistics on the CT grid (metabolic.py's definition; the CT was checked as a whole in
+    # prepare_case, so the crop is not checked again).
     ct_crop = images.crop("ct")
-    mask = images.mask
-    if not same_grid(mask, ct_crop):
-        mask = sitk.Resample(mask, ct_crop, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0)
-    inside = sitk.GetArrayViewFromImage(mask).astype(bool)
-    if inside.any():
-        hu = sitk.GetArrayViewFromImage(ct_crop)[inside].astype(float)
+    inside = sitk.GetArrayViewFromImage(images.mask).astype(bool)
+    offset = _offset(images.mask, ct_crop)
+    if offset is not None:  # the usual case: lesions drawn on the CT grid
+        block = tuple(slice(o, o + n) for o, n in zip(offset[::-1], inside.shape))
+        hu = sitk.GetArrayViewFromImage(ct_crop)[block][inside]
+    else:
+        on_ct = sitk.Resample(images.mask, ct_crop, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0)
+        hu = sitk.GetArrayViewFromImage(ct_crop)[sitk.GetArrayViewFromImage(on_ct).astype(bool)]
+    if hu.size:
+        hu = hu.astype(float)
         row["met_hu_mean"], row["met_hu_std"] = float(hu.mean()), float(hu.std())
     return row
+
+
+def _offset(part: sitk.Image, whole: sitk.Image) -> Optional[tuple[int, ...]]:
+    """Index (x, y, z) of ``part``'s first voxel in ``whole`` when ``part`` is a sub-block of
+    ``whole``'s grid; None otherwise."""
+    if not np.allclose(part.GetSpacing(), whole.GetSpacing(), rtol=1e-6) or not np.allclose(
+        part.GetDirection(), whole.GetDirection(), atol=1e-6
+    ):
+        return None
+    index = np.asarray(whole.TransformPhysicalPointToContinuousIndex(part.GetOrigin()))
+    rounded = np.round(index).astype(int)
+    if np.any(np.abs(index - rounded) > 1e-3) or np.any(rounded < 0):
+        return None
+    if np.any(rounded + np.asarray(part.GetSize()) > np.asarray(whole.GetSize())):
+        return None
+    return tuple(int(v) for v in rounded)
 
 
 def lesion_feature_groups(

@@ -49,7 +49,9 @@ def truth_report():
 def semi_automatic():
     """The analytic case's lesions grown from seeds (the non-avid one cannot be)."""
     case = bone_case()
-    return segment_lesions(case.ct, case.pet, [LYTIC[0], NECROTIC[0], CALCIFIED[0]]).labels
+    return segment_lesions(
+        case.ct, case.pet, [LYTIC[0], NECROTIC[0], CALCIFIED[0]], method="pet"
+    ).labels
 
 
 def test_every_lesion_gets_every_check(truth_report):

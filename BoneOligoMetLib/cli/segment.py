@@ -48,6 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --relative: never threshold below this SUV (e.g. 2.2)",
     )
     parser.add_argument(
+        "--method",
+        choices=("petct", "pet"),
+        default="petct",
+        help="petct (default): SUV ≥ --threshold defines the search region grown from the "
+        "seed, the CT (departure from the patient's marrow) and the lesion's own PET contrast "
+        "draw the border within 6 mm of it (§2.3: PET and CT where borders are unclear); "
+        "pet: the plain SUV ≥ --threshold (or --relative) region",
+    )
+    parser.add_argument(
         "--mapping",
         choices=("linear", "nearest"),
         default="linear",
@@ -67,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.output.lower().endswith(IMAGE_SUFFIXES):  # fail before reading the images
         raise BoneOligoMetError(f"{args.output}: cannot write; use one of {IMAGE_SUFFIXES}")
+    if args.relative is not None and args.method == "petct":
+        raise BoneOligoMetError("--relative goes with --method pet")
     if args.relative is None and (args.background or args.floor is not None):
         raise BoneOligoMetError("--background and --floor go with --relative")
     ct = read_image(args.ct, pixel_type=sitk.sitkFloat32)
@@ -84,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         background=args.background,
         floor_suv=args.floor,
         mapping=args.mapping,
+        method=args.method,
     )
     lines = [
         ["seed", "X,Y,Z (LPS mm)", "label", "vol_mL", "SUVmax", "thresh", "voxels", "ms", "note"]

@@ -29,6 +29,12 @@ from BoneOligoMetLib.phantom.shapes import (
     random_rotation,
 )
 
+# A necrotic core is at least this much (HU) below the lesion's viable tissue.
+NECROSIS_HU_GAP = 50.0
+# Calcification is denser than any osteoblastic matrix (≤ 900 HU, lesion_types) or sclerotic
+# patch: DESIGN's "> 1000 HU", drawn 1250–1600 so it stays distinct from the matrix's texture.
+CALCIFICATION_HU = (1250.0, 1600.0)
+
 
 @dataclass
 class Lesion:
@@ -220,6 +226,10 @@ def sample_lesion(
             rng, centre, np.full(3, radius * fraction ** (1.0 / 3.0)), None, roughness=0.08
         )
         lesion.hu_necrotic = float(rng.uniform(10.0, 40.0))
+        # A necrotic core reads distinctly lower than the viable tumour on non-contrast CT; a
+        # lytic viable tissue drawn within NECROSIS_HU_GAP of it is moved up (DESIGN: lytic
+        # 30–150, necrosis 10–40 HU would otherwise overlap and be ambiguous to any reader).
+        lesion.hu_viable = max(lesion.hu_viable, lesion.hu_necrotic + NECROSIS_HU_GAP)
         lesion.necrosis_suv_ratio = float(rng.uniform(0.1, 0.35))  # photopenic: < 40 % of level
     if radius >= 6.0 and rng.uniform() < kind.calcification_probability:
         fraction = rng.uniform(0.02, 0.25)
@@ -228,7 +238,7 @@ def sample_lesion(
         direction /= np.linalg.norm(direction)
         offset = direction * (radius - r_calc) * rng.uniform(0.2, 0.6)
         lesion.calcified = Ellipsoid(tuple(centre + offset), (r_calc, r_calc, r_calc))
-        lesion.hu_calcified = float(rng.uniform(1100.0, 1500.0))
+        lesion.hu_calcified = float(rng.uniform(*CALCIFICATION_HU))
         lesion.suv_calcified = float(rng.uniform(0.4, 0.9))
     return lesion
 

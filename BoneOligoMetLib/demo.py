@@ -101,7 +101,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     seeds = [lesion.centre_mm for lesion in patient.lesions]
     segmentation = segment_lesions(ct, suv, seeds, skip_failed=True)
     say()
-    say("Semi-automatic ROIs (SUV ≥ 2.2, grown from one click per lesion, restricted to bone):")
+    say(
+        "Semi-automatic ROIs (one click per lesion: SUV ≥ 2.2 in bone is the search region, "
+        "PET and CT draw the border, study §2.3):"
+    )
     failed = []
     for lesion, outcome in zip(patient.lesions, segmentation.seeds):
         kind = records[lesion.label]["lesion_type"].replace("_", " ")

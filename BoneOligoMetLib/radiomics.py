@@ -81,7 +81,7 @@ def params_path(name: str) -> Path:
         raise ParamsError(
             f"no packaged parameter file {name!r}{hint} (packaged: {', '.join(PACKAGED)})"
         )
-    return Path(str(resources.files("BoneOligoMetLib").joinpath("data", "params", f"{name}.yaml")))
+    return Path(str(resources.files("BoneOligoMetLib") / "data" / "params" / f"{name}.yaml"))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

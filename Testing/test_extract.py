@@ -304,7 +304,8 @@ def _run_until_parts(args: list[str], parts: Path, at_least: int, timeout_s: flo
 def test_a_killed_run_loses_nothing_finished(cohort, tmp_path):
     out = tmp_path / "features.parquet"
     parts = output_paths(out)["parts"]
-    args = ["extract", "--manifest", str(cohort), "--out", str(out), "--no-progress"]
+    args = ["extract", "--manifest", str(cohort), "--out", str(out), "--no-progress",
+            "--workers", "2"]  # fmt: skip
     before = _run_until_parts(args, parts, at_least=4)
     assert not out.exists()
     summary = extract_cohort(cohort, out)

@@ -197,6 +197,7 @@ def test_analysis_grid_is_pyradiomics_grid_on_the_whole_mask(textured, spacing):
         assert np.array_equal(sitk.GetArrayFromImage(grid), sitk.GetArrayFromImage(expected))
 
 
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # pykwalify
 def test_crop_then_resample_equals_pyradiomics_on_the_whole_image(textured):
     ct, mask = textured
     params = load_params({"setting": {"binWidth": 10.0, "resampledPixelSpacing": [1, 1, 1]}})
@@ -219,6 +220,7 @@ def test_features_do_not_depend_on_the_crop_margin(textured):
     assert _relative_difference(narrow, wide) < 1e-6
 
 
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # pykwalify
 def test_pet_on_its_own_grid_meets_the_ct_grid_mask_on_the_1mm_grid(patient):
     # pyradiomics resamples image and mask onto the grid of the mask when they differ; a PET
     # crop with a CT-grid mask gives the same features as pyradiomics on the whole PET.

@@ -72,6 +72,12 @@ def _progress_bar(total: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    # Parallelism comes from workers; an all-core BLAS pool per process only spins (set before
+    # numpy loads; the user's own setting wins).
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     from BoneOligoMetLib.extract import extract_cohort
     from BoneOligoMetLib.features import ExtractionConfig
     from BoneOligoMetLib.fusion import FusionConfig

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 from test_segmentation import (
     CALCIFIED,
     CT_SPACING,
@@ -31,6 +32,7 @@ from BoneOligoMetLib.roi_rules import (
     fill_holes,
     include_parts,
     largest_slice,
+    necrotic_core,
 )
 from BoneOligoMetLib.segmentation import segment_lesions
 
@@ -210,6 +212,8 @@ def test_config_is_validated_and_unknown_keys_are_errors():
         RuleConfig(part_min_fraction=10)
     with pytest.raises(BoneOligoMetError, match="necrosis_hu_min"):
         RuleConfig(necrosis_hu_min=100)
+    with pytest.raises(BoneOligoMetError, match="necrosis_core_contrast"):
+        RuleConfig(necrosis_core_contrast=20)
     with pytest.raises(dataclasses.FrozenInstanceError):
         RuleConfig().max_lesions = 7  # type: ignore[misc]
     assert RuleConfig(bone_closing_mm=4).bone.closing_mm == 4
@@ -236,6 +240,54 @@ def test_check_command_prints_the_table_and_writes_outputs(tmp_path, capsys, sem
     with open(tmp_path / "rules.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {row["rule"] for row in rows} >= {"holes", "necrotic", "fdg_avid", "lesion_count"}
+
+
+# --- necrotic cores on a lesion's HU alone --------------------------------------------------
+
+
+def _lesion_hu(viable: float, core_hu: float, core_radius: float, seed: int = 0, dense=None):
+    """A 12-voxel-radius ball of ``viable`` HU with a smooth ±15 HU texture and 8 HU noise, and a
+    central core of ``core_hu`` (radius ``core_radius`` voxels; 0: none); ``dense``: (HU, share)
+    of the ball's upper part replaced by sclerotic matrix."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[-14:15, -14:15, -14:15].astype(float)
+    r = np.sqrt(x**2 + y**2 + z**2)
+    mask = r <= 12
+    texture = ndimage.gaussian_filter(rng.standard_normal(mask.shape), 3.0)
+    hu = viable + 15.0 * texture / texture[mask].std()
+    if dense is not None:
+        hu = np.where(z > 12 * (1 - 2 * dense[1]), dense[0], hu)
+    core = r <= core_radius
+    hu = np.where(core, core_hu, hu) + rng.normal(0, 8.0, mask.shape)
+    return hu, mask, core
+
+
+@pytest.mark.parametrize(
+    ("viable", "core_hu", "core_radius", "dense"),
+    [
+        (75.0, 25.0, 9.0, None),  # 42 % of the lesion: the lesion median is pulled down
+        (120.0, 15.0, 5.0, None),
+        (60.0, 10.0, 7.0, (700.0, 0.3)),  # mixed: sclerotic matrix over 30 % of it
+        (600.0, 30.0, 8.5, None),  # osteoblastic: its only soft voxels are its core
+    ],
+)
+def test_necrotic_core_fraction_within_2_points(viable, core_hu, core_radius, dense):
+    hu, mask, core = _lesion_hu(viable, core_hu, core_radius, dense=dense)
+    found = necrotic_core(hu, mask, mask, 0.001)
+    truth = np.count_nonzero(core & mask) / np.count_nonzero(mask)
+    assert np.count_nonzero(found) / np.count_nonzero(mask) == pytest.approx(truth, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("viable", "dense"),
+    [(45.0, None), (60.0, None), (0.0, None), (55.0, (750.0, 0.4)), (-30.0, (450.0, 0.1))],
+)
+def test_no_necrosis_in_lesions_without_a_core(viable, dense):
+    """Lytic near soft-tissue density, haemangioma-like fat/soft tissue, mixed: no core."""
+    for seed in range(3):
+        hu, mask, _ = _lesion_hu(viable, 0.0, 0.0, seed=seed, dense=dense)
+        found = necrotic_core(hu, mask, mask, 0.001)
+        assert np.count_nonzero(found) / np.count_nonzero(mask) <= 0.02
 
 
 # --- generated patients -----------------------------------------------------------------------

@@ -426,4 +426,7 @@ def test_avid_lesions_of_unseen_generated_patients_reach_dice_0_8():
 def test_part_fractions_of_unseen_generated_patients_within_2_points():
     _, errors = unseen_results()
     assert errors.size >= 1
-    assert np.mean(errors <= 0.02) >= 0.75, np.round(errors, 3)
+    # Floor raised from 0.75 with the core-based necrosis rule: 5 of 5 parts within 2 pp on
+    # these seeds (worst 1.5 pp); 0.8 leaves one lesion's margin. Cohort numbers (seed 7):
+    # bench/bench_segment.py.
+    assert np.mean(errors <= 0.02) >= 0.8, np.round(errors, 3)

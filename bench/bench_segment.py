@@ -139,6 +139,15 @@ def cohort(n_patients: int, seed: int) -> None:
             f"{np.mean(error[has] <= 0.02):.0%} of the {int(has.sum())} that have the part; "
             f"mean {100 * error.mean():.1f} pp, max {100 * error.max():.1f} pp"
         )
+        if has.any():
+            worst = error[has].max()
+            print(f"    with the part: worst {100 * worst:.1f} pp")
+        false = np.array([m for _, r, m in rows if r == 0])
+        if false.size:
+            print(
+                f"    without it (false {part}): max {100 * false.max():.1f} %, "
+                f"{int(np.sum(false > 0.02))} of {false.size} over 2 pp"
+            )
         for kind in sorted({k for k, _, _ in rows}):
             kind_error = np.array([abs(m - r) for k, r, m in rows if k == kind])
             if kind_error.max() > 0.02:

@@ -266,7 +266,7 @@ def load_params(
     else:
         text = str(source)
         looks_like_name = "/" not in text and not text.endswith((".yaml", ".yml", ".json"))
-        path = params_path(text) if looks_like_name and not Path(text).exists() else Path(text)
+        path = params_path(text) if looks_like_name and not Path(text).is_file() else Path(text)
         if not path.is_file():
             raise ParamsError(
                 f"{path}: parameter file not found (or a packaged name: {', '.join(PACKAGED)})"

@@ -21,24 +21,31 @@ MAX_PLAUSIBLE_CT_MINIMUM_HU = -500.0
 def require_finite(image: sitk.Image, name: str) -> np.ndarray:
     """The image's voxels as an array; NaN or infinite voxels are an error naming ``name``."""
     array = sitk.GetArrayViewFromImage(image)
-    if array.dtype.kind == "f":
+    # min and max propagate NaN and show ±inf: two cheap passes decide; count only on failure.
+    finite = array.dtype.kind != "f" or not array.size
+    if not (finite or (np.isfinite(array.min()) and np.isfinite(array.max()))):
         bad = int(np.count_nonzero(~np.isfinite(array)))
-        if bad:
-            raise UnitsError(f"{name}: {bad} voxel(s) are NaN or infinite")
+        raise UnitsError(f"{name}: {bad} voxel(s) are NaN or infinite")
     return array
 
 
 def require_suv(image: sitk.Image, name: str = "PET") -> None:
     """Refuse a PET image that holds Bq/mL (or counts) where SUV is expected."""
     array = require_finite(image, name)
-    high = float(np.percentile(array, 99.9)) if array.size else 0.0
+    if not array.size:
+        return
+    low, high = float(array.min()), float(array.max())
+    # The percentile (a sort of a whole-body PET) is only needed when the maximum is not plausible
+    # on its own: a single hot voxel (bladder, artefact) may exceed the limit in a real SUV image.
     if high > MAX_PLAUSIBLE_SUV:
-        raise UnitsError(
-            f"{name}: values up to {high:.4g} (99.9th percentile) look like Bq/mL, not SUV; "
-            f"convert with `bone-oligomet suv` first"
-        )
-    if float(array.min(initial=0.0)) < -1.0:
-        raise UnitsError(f"{name}: minimum {float(array.min()):.4g} is not a plausible SUV")
+        high = float(np.percentile(array, 99.9))
+        if high > MAX_PLAUSIBLE_SUV:
+            raise UnitsError(
+                f"{name}: values up to {high:.4g} (99.9th percentile) look like Bq/mL, not SUV; "
+                f"convert with `bone-oligomet suv` first"
+            )
+    if low < -1.0:
+        raise UnitsError(f"{name}: minimum {low:.4g} is not a plausible SUV")
 
 
 def require_hu(image: sitk.Image, name: str = "CT") -> None:

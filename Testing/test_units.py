@@ -31,3 +31,17 @@ def test_ct_without_intercept_is_refused():
     units.require_hu(make_image(hu))
     with pytest.raises(UnitsError, match="rescale intercept"):
         units.require_hu(make_image(hu + 1024.0), "ct.nii.gz")
+
+
+def test_one_hot_voxel_above_the_limit_is_still_suv():
+    """A single very hot voxel (bladder, artefact) does not make an SUV image look like Bq/mL."""
+    suv = np.full((10, 10, 10), 1.5, np.float32)
+    suv[5, 5, 5] = 2000.0
+    units.require_suv(make_image(suv))
+
+
+def test_infinite_voxels_are_refused():
+    suv = np.ones((4, 4, 4), np.float32)
+    suv[1, 2, 3] = np.inf
+    with pytest.raises(UnitsError, match=r"1 voxel\(s\) are NaN or infinite"):
+        units.require_suv(make_image(suv), "pet.nii.gz")

@@ -8,9 +8,10 @@ Timing: one full-size patient (preset "full": CT 512×512×311, PET 192×192×31
 NIfTI, read back (the loading time is the yardstick), then each lesion segmented from its centre
 ``--repeats`` times: median seconds per lesion, side by side with the loading time.
 
-Cohort (preset "small"): every lesion with SUVmax ≥ 2.2 segmented from its centre with the
-study's absolute SUV 2.2 and with the background-corrected relative threshold
-(0.4 × contrast over marrow, floor 2.2); Dice against the generator's mask by SUVmax band.
+Cohort (preset "small"): every lesion with SUVmax ≥ 2.2 segmented from its centre in three modes
+(the default PET+CT border within the SUV 2.2 search region; the study's plain absolute SUV 2.2;
+the background-corrected relative threshold, 0.4 × contrast over marrow, floor 2.2); Dice
+against the generator's mask by SUVmax band.
 Then the necrotic and calcified fractions measured on the generator's masks against its records.
 """
 

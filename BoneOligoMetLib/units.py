@@ -18,23 +18,30 @@ MAX_PLAUSIBLE_SUV = 300.0
 MAX_PLAUSIBLE_CT_MINIMUM_HU = -500.0
 
 
-def require_finite(image: sitk.Image, name: str) -> np.ndarray:
-    """The image's voxels as an array; NaN or infinite voxels are an error naming ``name``."""
+def _finite_range(image: sitk.Image, name: str) -> tuple[np.ndarray, float, float]:
+    """Voxel array, minimum and maximum; NaN or infinite voxels are an error naming ``name``.
+
+    min and max propagate NaN and show ±inf, so two passes decide; voxels are counted only to
+    word the error.
+    """
     array = sitk.GetArrayViewFromImage(image)
-    # min and max propagate NaN and show ±inf: two cheap passes decide; count only on failure.
-    finite = array.dtype.kind != "f" or not array.size
-    if not (finite or (np.isfinite(array.min()) and np.isfinite(array.max()))):
+    if not array.size:
+        return array, 0.0, 0.0
+    low, high = float(array.min()), float(array.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise UnitsError(f"{name}: {bad} voxel(s) are NaN or infinite")
-    return array
+    return array, low, high
+
+
+def require_finite(image: sitk.Image, name: str) -> np.ndarray:
+    """The image's voxels as an array; NaN or infinite voxels are an error naming ``name``."""
+    return _finite_range(image, name)[0]
 
 
 def require_suv(image: sitk.Image, name: str = "PET") -> None:
     """Refuse a PET image that holds Bq/mL (or counts) where SUV is expected."""
-    array = require_finite(image, name)
-    if not array.size:
-        return
-    low, high = float(array.min()), float(array.max())
+    array, low, high = _finite_range(image, name)
     # The percentile (a sort of a whole-body PET) is only needed when the maximum is not plausible
     # on its own: a single hot voxel (bladder, artefact) may exceed the limit in a real SUV image.
     if high > MAX_PLAUSIBLE_SUV:
@@ -50,8 +57,7 @@ def require_suv(image: sitk.Image, name: str = "PET") -> None:
 
 def require_hu(image: sitk.Image, name: str = "CT") -> None:
     """Refuse a CT whose values cannot be Hounsfield units (no air below −500 HU)."""
-    array = require_finite(image, name)
-    low = float(array.min()) if array.size else 0.0
+    _, low, _ = _finite_range(image, name)
     if low > MAX_PLAUSIBLE_CT_MINIMUM_HU:
         raise UnitsError(
             f"{name}: minimum value {low:.4g} — a body CT in HU contains air (≈ −1000 HU); "

@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from BoneOligoMetLib.errors import BoneOligoMetError, GeometryError, MaskError
-from BoneOligoMetLib.geometry import describe_grid, same_grid
+from BoneOligoMetLib.geometry import describe_grid, same_grid, voxel_volume_ml
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def volume_difference(a: sitk.Image, b: sitk.Image) -> VolumeDifference:
     volumes = []
     for mask, name in ((a, "mask A"), (b, "mask B")):
         count = int(np.count_nonzero(sitk.GetArrayFromImage(_binary(mask, name))))
-        volumes.append(count * float(np.prod(mask.GetSpacing())) / 1000.0)
+        volumes.append(count * voxel_volume_ml(mask))
     va, vb = volumes
     return VolumeDifference(va, vb, vb - va, abs(vb - va) / ((va + vb) / 2.0))
 

@@ -36,7 +36,13 @@ import SimpleITK as sitk
 from BoneOligoMetLib import __version__
 from BoneOligoMetLib.errors import BoneOligoMetError, MaskError
 from BoneOligoMetLib.fusion import FusionConfig, fuse
-from BoneOligoMetLib.geometry import require_overlap, same_grid
+from BoneOligoMetLib.geometry import (
+    Region,
+    crop_region,
+    label_regions,
+    require_overlap,
+    same_grid,
+)
 from BoneOligoMetLib.metabolic import (
     LIVER_DIAMETER_MM,
     MTV_THRESHOLD_SUV,
@@ -50,12 +56,10 @@ from BoneOligoMetLib.radiomics import (
     IMAGE_KINDS,
     PACKAGED,
     RadiomicsParams,
-    Region,
     analysis_grid,
     clamp,
     compute,
     crop_around,
-    crop_region,
     has_shape,
     load_params,
     onto_grid,
@@ -210,59 +214,6 @@ class PreparedCase:
     @property
     def labels(self) -> list[int]:
         return sorted(self.regions)
-
-
-def _z_runs(has_voxels: np.ndarray) -> list[tuple[int, int]]:
-    """(first, stop) of each run of True in a 1D boolean array."""
-    edges = np.diff(np.concatenate(([0], has_voxels.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
-
-
-def label_regions(lesions: sitk.Image, name: str = "lesion label image") -> dict[int, Region]:
-    """Voxel box of every label > 0, reading only the slices that hold lesions.
-
-    Non-integer, negative, NaN values or an empty image are :class:`MaskError` naming ``name``.
-    """
-    array = sitk.GetArrayViewFromImage(lesions)
-    flat = array.reshape(array.shape[0], -1)
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(flat.min(axis=1))) or not np.all(np.isfinite(flat.max(axis=1))):
-            raise MaskError(f"{name}: contains NaN or infinite values")
-        slices = np.any(flat != 0, axis=1)
-    elif array.dtype.kind == "u":
-        slices = flat.max(axis=1) > 0
-    else:
-        slices = np.any(flat != 0, axis=1)
-    size = tuple(int(n) for n in lesions.GetSize())
-    boxes: dict[int, list[np.ndarray]] = {}
-    for first, stop in _z_runs(slices):
-        values = array[first:stop]
-        if values.dtype.kind == "f" and not np.all(values == np.round(values)):
-            raise MaskError(f"{name}: not a label image (non-integer values)")
-        if values.min() < 0:
-            raise MaskError(f"{name}: negative labels")
-        slab = sitk.RegionOfInterest(lesions, [size[0], size[1], stop - first], [0, 0, first])
-        if slab.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
-            slab = sitk.Cast(slab, sitk.sitkUInt32)
-        shapes = sitk.LabelShapeStatisticsImageFilter()
-        shapes.SetComputePerimeter(False)
-        shapes.Execute(slab)
-        for label in shapes.GetLabels():
-            x, y, z, nx, ny, nz = shapes.GetBoundingBox(label)
-            low, high = np.array([x, y, z + first]), np.array([x + nx, y + ny, z + first + nz])
-            if label in boxes:
-                low, high = np.minimum(low, boxes[label][0]), np.maximum(high, boxes[label][1])
-            boxes[int(label)] = [low, high]
-    if not boxes:
-        raise MaskError(f"{name}: empty (no voxel > 0)")
-    return {
-        label: Region(
-            tuple(int(v) for v in low),
-            tuple(int(v) for v in high - low),
-            size,  # type: ignore[arg-type]
-        )
-        for label, (low, high) in sorted(boxes.items())
-    }
 
 
 def prepare_case(

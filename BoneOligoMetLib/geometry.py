@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -209,3 +210,84 @@ def crop_to_mask(image: sitk.Image, mask: sitk.Image, margin_mm: float = 10.0) -
     """
     low, high = mask_physical_bounds(mask)
     return crop_to_physical_box(image, low - margin_mm, high + margin_mm)
+
+
+def voxel_volume_ml(image: sitk.Image) -> float:
+    """Volume of one voxel of ``image`` in mL (spacing in mm)."""
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
+# --- lesion boxes in a label image ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Region:
+    """A lesion's voxel box in the image it was drawn on (ITK index order x, y, z)."""
+
+    start: tuple[int, int, int]  # first voxel of the box
+    size: tuple[int, int, int]  # voxels per axis
+    parent_size: tuple[int, int, int]  # size of the whole image
+
+
+def crop_region(image: sitk.Image, region: Region, margin_voxels: Sequence[int] = (0, 0, 0)):
+    """The box of ``region`` grown by ``margin_voxels`` (clipped to the image) and its start."""
+    start = [max(0, s - m) for s, m in zip(region.start, margin_voxels)]
+    stop = [
+        min(n, s + z + m)
+        for n, s, z, m in zip(region.parent_size, region.start, region.size, margin_voxels)
+    ]
+    size = [b - a for a, b in zip(start, stop)]
+    return sitk.RegionOfInterest(image, size, start), tuple(start)
+
+
+def _z_runs(has_voxels: np.ndarray) -> list[tuple[int, int]]:
+    """(first, stop) of each run of True in a 1D boolean array."""
+    edges = np.diff(np.concatenate(([0], has_voxels.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def label_regions(lesions: sitk.Image, name: str = "lesion label image") -> dict[int, Region]:
+    """Voxel box of every label > 0, reading only the slices that hold lesions.
+
+    Non-integer, negative, NaN values or an empty image are :class:`MaskError` naming ``name``.
+    """
+    array = sitk.GetArrayViewFromImage(lesions)
+    flat = array.reshape(array.shape[0], -1)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(flat.min(axis=1))) or not np.all(np.isfinite(flat.max(axis=1))):
+            raise MaskError(f"{name}: contains NaN or infinite values")
+        slices = np.any(flat != 0, axis=1)
+    elif array.dtype.kind == "u":
+        slices = flat.max(axis=1) > 0
+    else:
+        slices = np.any(flat != 0, axis=1)
+    size = tuple(int(n) for n in lesions.GetSize())
+    boxes: dict[int, list[np.ndarray]] = {}
+    for first, stop in _z_runs(slices):
+        values = array[first:stop]
+        if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+            raise MaskError(f"{name}: not a label image (non-integer values)")
+        if values.min() < 0:
+            raise MaskError(f"{name}: negative labels")
+        slab = sitk.RegionOfInterest(lesions, [size[0], size[1], stop - first], [0, 0, first])
+        if slab.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
+            slab = sitk.Cast(slab, sitk.sitkUInt32)
+        shapes = sitk.LabelShapeStatisticsImageFilter()
+        shapes.SetComputePerimeter(False)
+        shapes.Execute(slab)
+        for label in shapes.GetLabels():
+            x, y, z, nx, ny, nz = shapes.GetBoundingBox(label)
+            low, high = np.array([x, y, z + first]), np.array([x + nx, y + ny, z + first + nz])
+            if label in boxes:
+                low, high = np.minimum(low, boxes[label][0]), np.maximum(high, boxes[label][1])
+            boxes[int(label)] = [low, high]
+    if not boxes:
+        raise MaskError(f"{name}: empty (no voxel > 0)")
+    return {
+        label: Region(
+            tuple(int(v) for v in low),
+            tuple(int(v) for v in high - low),
+            size,  # type: ignore[arg-type]
+        )
+        for label, (low, high) in sorted(boxes.items())
+    }

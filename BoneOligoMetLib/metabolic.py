@@ -27,13 +27,16 @@ import SimpleITK as sitk
 from BoneOligoMetLib.errors import BoneOligoMetError, GeometryError, MaskError
 from BoneOligoMetLib.geometry import (
     binary_mask,
+    crop_region,
     crop_to_mask,
     describe_grid,
+    label_regions,
     mask_labels,
     mask_physical_bounds,
     physical_bounds,
     require_overlap,
     resample_to_reference,
+    voxel_volume_ml,
 )
 from BoneOligoMetLib.peak import (
     PEAK_RADIUS_MM,
@@ -216,13 +219,9 @@ def _pet_coverage(pet_crop: sitk.Image, lesion: sitk.Image) -> np.ndarray:
     coverage[tuple(slice(a, a + n) for a, n in zip(start, block.shape))] = block
     if not coverage.any():
         # No sample met the mask (a lesion far smaller than a PET voxel): its centroid voxel.
-        lesion_ml = np.count_nonzero(sitk.GetArrayViewFromImage(lesion)) * _voxel_ml(lesion)
-        coverage[_centroid_index(lesion, pet_crop)] = lesion_ml / _voxel_ml(pet_crop)
+        lesion_ml = np.count_nonzero(sitk.GetArrayViewFromImage(lesion)) * voxel_volume_ml(lesion)
+        coverage[_centroid_index(lesion, pet_crop)] = lesion_ml / voxel_volume_ml(pet_crop)
     return coverage
-
-
-def _voxel_ml(image: sitk.Image) -> float:
-    return float(np.prod(image.GetSpacing())) / 1000.0
 
 
 def _hu_statistics(ct: sitk.Image, lesion: sitk.Image, name: str) -> tuple[float, float]:
@@ -251,7 +250,7 @@ def _measure(
     """Parameters of one binary (0/1) lesion mask; the images' units are already checked."""
     name = f"lesion {label}"
     lesion = crop_to_mask(lesion, lesion, 0.0)
-    volume_ml = np.count_nonzero(sitk.GetArrayViewFromImage(lesion)) * _voxel_ml(lesion)
+    volume_ml = np.count_nonzero(sitk.GetArrayViewFromImage(lesion)) * voxel_volume_ml(lesion)
     _require_inside(lesion, suv, name, "PET")
     pet_crop = crop_to_mask(suv, lesion, PEAK_RADIUS_MM + max(suv.GetSpacing()))
     coverage = _pet_coverage(pet_crop, lesion)
@@ -264,7 +263,7 @@ def _measure(
             name,
             100 * MIN_COVERAGE,
             volume_ml,
-            _voxel_ml(pet_crop),
+            voxel_volume_ml(pet_crop),
             100 * coverage[best],
         )
         roi[best] = True
@@ -274,7 +273,7 @@ def _measure(
         values, roi, pet_crop.GetSpacing()[::-1], PEAK_RADIUS_MM, weighting
     )
     above = lesion_suv[lesion_suv >= threshold_suv]
-    mtv_ml = above.size * _voxel_ml(pet_crop)
+    mtv_ml = above.size * voxel_volume_ml(pet_crop)
     suv_max = float(lesion_suv.max())
     hu_mean, hu_std = _hu_statistics(ct, lesion, name) if ct is not None else (None, None)
     result = LesionMetabolics(
@@ -366,24 +365,19 @@ def metabolic_table(
     if ct is not None:
         require_hu(ct, "CT")
         require_overlap(ct, suv, ("CT", "PET"))
-    labels = mask_labels(lesions, "lesion label image")
+    regions = label_regions(lesions, "lesion label image")
+    labels = sorted(regions)
     if len(labels) > 5:
         log.warning("%d lesions: more than the 5 of an oligometastatic disease", len(labels))
     liver = None
     if liver_seed_lps is not None:
         liver = _liver_reference(suv, liver_seed_lps, liver_diameter_mm)
-    if lesions.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
-        lesions = sitk.Cast(lesions, sitk.sitkUInt32)  # integral values, checked above
-    shapes = sitk.LabelShapeStatisticsImageFilter()
-    shapes.SetComputePerimeter(False)
-    shapes.Execute(lesions)
     results = []
     for number, label in enumerate(labels):
         if progress is not None:
             progress(number / len(labels), f"lesion {label}")
-        box = shapes.GetBoundingBox(label)  # (x, y, z, size_x, size_y, size_z)
-        region = sitk.RegionOfInterest(lesions, box[3:], box[:3])
-        lesion = binary_mask(region, label, f"lesion {label}")
+        crop, _ = crop_region(lesions, regions[label])
+        lesion = binary_mask(crop, label, f"lesion {label}")
         results.append(_measure(suv, lesion, label, ct, liver, threshold_suv, weighting))
     if progress is not None:
         progress(1.0, f"{len(labels)} lesion(s) measured")

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from BoneOligoMetLib.errors import GeometryError, MaskError
-from BoneOligoMetLib.geometry import describe_grid
+from BoneOligoMetLib.geometry import describe_grid, voxel_volume_ml
 
 # IBSI 1: the peak sphere has a volume of 1 cm³, radius (3 / (4π))^(1/3) cm ≈ 6.2035 mm.
 PEAK_VOLUME_ML = 1.0
@@ -161,10 +161,9 @@ def sphere_statistics(
     total = float(weights.sum())
     mean = float((weights * values).sum() / total)
     std = math.sqrt(float((weights * (values - mean) ** 2).sum() / total))
-    voxel_volume_ml = float(np.prod(image.GetSpacing())) / 1000.0
     return SphereStatistics(
         mean=mean,
         std=std,
         voxel_count=int(np.count_nonzero(weights)),
-        volume_ml=total * voxel_volume_ml,
+        volume_ml=total * voxel_volume_ml(image),
     )

@@ -44,7 +44,9 @@ import SimpleITK as sitk
 from BoneOligoMetLib.errors import BoneOligoMetError, MaskError
 from BoneOligoMetLib.fusion import FusionConfig
 from BoneOligoMetLib.geometry import (
+    Region,
     binary_mask,
+    crop_region,
     crop_to_physical_box,
     mask_physical_bounds,
     same_grid,
@@ -291,26 +293,6 @@ def load_params(
 
 
 # --- crops and the analysis grid -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Region:
-    """A lesion's voxel box in the image it was drawn on (ITK index order x, y, z)."""
-
-    start: tuple[int, int, int]  # first voxel of the box
-    size: tuple[int, int, int]  # voxels per axis
-    parent_size: tuple[int, int, int]  # size of the whole image
-
-
-def crop_region(image: sitk.Image, region: Region, margin_voxels: Sequence[int] = (0, 0, 0)):
-    """The box of ``region`` grown by ``margin_voxels`` (clipped to the image) and its start."""
-    start = [max(0, s - m) for s, m in zip(region.start, margin_voxels)]
-    stop = [
-        min(n, s + z + m)
-        for n, s, z, m in zip(region.parent_size, region.start, region.size, margin_voxels)
-    ]
-    size = [b - a for a, b in zip(start, stop)]
-    return sitk.RegionOfInterest(image, size, start), tuple(start)
 
 
 def crop_around(image: sitk.Image, lesion: sitk.Image, margin_voxels: Sequence[int]) -> sitk.Image:

@@ -62,7 +62,14 @@ from BoneOligoMetLib.bone import (
     fill_holes_array,
 )
 from BoneOligoMetLib.errors import BoneOligoMetError
-from BoneOligoMetLib.geometry import mask_labels, require_mask_grid, require_overlap
+from BoneOligoMetLib.geometry import (
+    crop_region,
+    label_regions,
+    mask_labels,
+    require_mask_grid,
+    require_overlap,
+    voxel_volume_ml,
+)
 from BoneOligoMetLib.geometry import resample_to_reference as _resample
 from BoneOligoMetLib.metabolic import metabolic_table
 from BoneOligoMetLib.units import require_hu
@@ -217,20 +224,6 @@ class RuleReport:
     largest: dict[int, LargestSlice]
 
 
-def _voxel_ml(image: sitk.Image) -> float:
-    return float(np.prod(image.GetSpacing())) / 1000.0
-
-
-def _crop_box(
-    labels: sitk.Image, box: Sequence[int], margin_mm: float
-) -> tuple[list[int], list[int]]:
-    """Start and size (x, y, z voxels) of a label's bounding box plus a margin, in the image."""
-    margin = [int(np.ceil(margin_mm / s)) + 1 for s in labels.GetSpacing()]
-    start = [max(0, b - m) for b, m in zip(box[:3], margin)]
-    stop = [min(n, b + s + m) for b, s, m, n in zip(box[:3], box[3:], margin, labels.GetSize())]
-    return start, [b - a for a, b in zip(start, stop)]
-
-
 def largest_slice(labels: sitk.Image, label: int) -> LargestSlice:
     """Axial slice (CT third axis) with the most voxels of ``label``; its z (mm) and area."""
     array = sitk.GetArrayViewFromImage(labels) == label
@@ -320,7 +313,7 @@ def lesion_parts(
     suv = sitk.GetArrayViewFromImage(suv_crop)
     median_hu = float(np.median(hu[mask]))
     enclosed = fill_holes_array(mask)
-    voxel_ml = _voxel_ml(ct_crop)
+    voxel_ml = voxel_volume_ml(ct_crop)
     necrotic = necrotic_core(
         hu, enclosed & (suv < config.necrosis_suv_fraction * suv_max), mask, voxel_ml, config
     )
@@ -426,31 +419,27 @@ def assess_lesions(
     require_hu(ct, "CT")
     require_overlap(ct, suv, ("CT", "PET"))
     require_mask_grid(lesions, [("CT", ct)], "lesion label image")
-    labels = mask_labels(lesions, "lesion label image")
-    if lesions.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
-        lesions = sitk.Cast(lesions, sitk.sitkUInt32)  # integral values, checked above
+    regions = label_regions(lesions, "lesion label image")
+    labels = sorted(regions)
     # SUVmax (native PET voxels) and avidity per lesion; checks the SUV units once.
     metabolics = metabolic_table(
         suv, lesions, liver_seed_lps=liver_seed_lps, liver_diameter_mm=config.liver_diameter_mm
     )
-    shapes = sitk.LabelShapeStatisticsImageFilter()
-    shapes.SetComputePerimeter(False)
-    shapes.Execute(lesions)
-    margin = config.neighbourhood_mm + config.bone_closing_mm
+    margin_mm = config.neighbourhood_mm + config.bone_closing_mm
+    margin = [int(np.ceil(margin_mm / s)) + 1 for s in lesions.GetSpacing()]
     checks = [count_check(len(labels), config)]
     parts: dict[int, LesionParts] = {}
     largest: dict[int, LargestSlice] = {}
     for number, (label, measured) in enumerate(zip(labels, metabolics)):
         if progress is not None:
             progress(number / len(labels), f"lesion {label}")
-        start, size = _crop_box(lesions, shapes.GetBoundingBox(label), margin)
-        ct_crop = sitk.RegionOfInterest(ct, size, start)
-        label_crop = sitk.RegionOfInterest(lesions, size, start)
+        ct_crop, _ = crop_region(ct, regions[label], margin)
+        label_crop, start = crop_region(lesions, regions[label], margin)
         mask = sitk.GetArrayViewFromImage(label_crop) == label
         suv_crop = _resample(suv, ct_crop, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
         bone = bone_mask(ct_crop, config.bone)
         in_bone = sitk.GetArrayViewFromImage(bone).astype(bool)
-        checks.append(_hole_check(mask, label, _voxel_ml(ct)))
+        checks.append(_hole_check(mask, label, voxel_volume_ml(ct)))
         checks.append(_outside_bone_check(mask, in_bone, label, config))
         found = lesion_parts(ct_crop, suv_crop, mask, label, measured.suv_max, config)
         parts[label] = found

@@ -55,6 +55,7 @@ from BoneOligoMetLib.geometry import (
     describe_grid,
     require_overlap,
     resample_to_reference,
+    voxel_volume_ml,
 )
 from BoneOligoMetLib.units import require_hu, require_suv
 
@@ -399,7 +400,7 @@ def segment_lesion(
         threshold_suv=threshold,
         suv_max=float(native[region].max()),
         voxel_count=count,
-        volume_ml=count * float(np.prod(ct.GetSpacing())) / 1000.0,
+        volume_ml=count * voxel_volume_ml(ct),
         seed_distance_mm=seed_distance,
         reaches_radius=reaches,
         seconds=time.perf_counter() - started,

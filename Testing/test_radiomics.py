@@ -17,20 +17,18 @@ from BoneOligoMetLib.cli import main
 from BoneOligoMetLib.features import (
     ConfigError,
     ExtractionConfig,
-    label_regions,
     lesion_feature_groups,
     lesion_features,
     prepare_case,
 )
 from BoneOligoMetLib.fusion import FusionConfig, fuse
+from BoneOligoMetLib.geometry import Region, crop_region, label_regions
 from BoneOligoMetLib.image_io import write_image
 from BoneOligoMetLib.phantom import generate_patient
 from BoneOligoMetLib.radiomics import (
     PACKAGED,
     ParamsError,
-    Region,
     analysis_grid,
-    crop_region,
     extract_image_features,
     load_params,
     params_path,

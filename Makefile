@@ -14,8 +14,10 @@ $(BIN)/python:
 
 # Re-install when the project's dependency list changes. pyradiomics 3.0.1 has no wheel for
 # current Pythons and its sdist fails under pip's build isolation: build it against the venv's
-# numpy first (--no-build-isolation), then the project finds it satisfied.
+# numpy first (--no-build-isolation), then the project finds it satisfied. PyTorch is pinned to
+# the CPU build first: a looser spec on a machine without torch pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet numpy versioneer setuptools wheel
 	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==3.0.1
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

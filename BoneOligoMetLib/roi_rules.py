@@ -40,6 +40,11 @@ The necrotic core is found in three steps (:func:`necrotic_core`):
    threshold; their median sits just under it too, while a core (uniform, 10–40 HU, ≥ 50 HU
    below the viable tissue on the generator) has its median far below. The voxel threshold
    can then sit close to the viable tissue, so that the core's noisy voxels are all kept.
+4. The cores grow into the enclosed voxels connected to them whose HU lies below half-way
+   between the cores' median HU and the viable HU (and ≥ ``necrosis_core_contrast`` below
+   the viable HU): the border of a blurred step, so the core's partial-volume edge, which reads
+   above ``necrosis_hu_max`` (up to ~70 HU in a lytic lesion, several hundred inside an
+   osteoblastic matrix), is kept (``necrosis_grow``).
 """
 
 from __future__ import annotations
@@ -114,6 +119,10 @@ class RuleConfig:
     # noise, and a core that small is under 2 % of any lesion that can hold a core).
     necrosis_core_contrast: float = 45.0
     necrosis_min_ml: float = 0.03
+    # Grow each core to the half-way HU between it and the viable tissue (step 4): the core's
+    # edge voxels share their volume with the viable tissue and read above necrosis_hu_max
+    # (up to ~70 HU on the synthetic cohort, far more inside an osteoblastic matrix).
+    necrosis_grow: bool = True
     # The viable HU is measured on the lesion's voxels below this (soft tissue and lytic
     # matrix; DESIGN: lytic 30–150 HU, mixed lesions' sclerotic patches 400–900) when those
     # between necrosis_hu_max and this are at least necrosis_viable_min_share of its
@@ -288,7 +297,17 @@ def necrotic_core(
         (sizes >= config.necrosis_min_ml - 1e-9)
         & (levels <= viable - config.necrosis_core_contrast)
     ]
-    return np.isin(regions, cores)
+    found = np.isin(regions, cores)
+    if not config.necrosis_grow or not found.any():
+        return found
+    # Step 4: the core's border at half-way between its own HU and the viable tissue's (the
+    # partial-volume edge of a blurred step; an osteoblastic lesion's core edge reads well above
+    # necrosis_hu_max), never closer to the viable HU than a core's own median may be
+    # (necrosis_core_contrast: the viable tissue's low tail stays out).
+    level = float(np.median(hu[found]))
+    limit = min(0.5 * (level + viable), viable - config.necrosis_core_contrast)
+    grow = allowed & (hu >= config.necrosis_hu_min) & (hu <= limit)
+    return ndimage.binary_propagation(found, mask=grow | found)
 
 
 def lesion_parts(

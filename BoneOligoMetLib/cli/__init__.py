@@ -22,6 +22,7 @@ COMMANDS = {
     "check": "check",
     "radiomics": "radiomics",
     "extract": "extract",
+    "train-deep": "train_deep",
 }
 
 

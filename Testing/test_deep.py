@@ -22,6 +22,7 @@ from BoneOligoMetLib.deep.patches import lesion_patches
 from BoneOligoMetLib.deep.train import binary_metrics, run_batches, run_features, train_network
 from BoneOligoMetLib.splits import SplitError, patient_folds, patient_split
 
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """One thread: these nets are tiny, and two OpenMP threads on a busy 2-core machine wait on

@@ -46,6 +46,8 @@ def test_cohort_is_the_same_with_one_or_two_workers_and_resumes(tmp_path):
         assert row["label"] in ("0", "1")
         assert row["clin_subtype"] in ("HR+", "HER2+", "triple-negative")
         assert 18 <= int(row["clin_age"]) <= 75
+        assert row["clin_site"] == row["site"]
+        assert row["clin_bone_change"] in ("osteolytic", "osteogenic", "mixed")
         assert float(row["injected_dose_mbq"]) == pytest.approx(
             5.5 * float(row["weight_kg"]), rel=0.09
         )

@@ -52,6 +52,8 @@ MANIFEST_COLUMNS = (
     "pet_dicom",
     "clin_age",
     "clin_subtype",
+    "clin_site",
+    "clin_bone_change",
     "weight_kg",
     "height_cm",
     "injected_dose_mbq",
@@ -92,6 +94,9 @@ def manifest_rows(record: dict, folder: str) -> list[dict]:
             pet_dicom=path("pet_dicom"),
             clin_age=clinical["age_years"],
             clin_subtype=clinical["subtype"],
+            # the study's clinical parameters per lesion (§2.6): site and bone structure change
+            clin_site=lesion.get("site", ""),
+            clin_bone_change=lesion.get("bone_change", ""),
             weight_kg=clinical["weight_kg"],
             height_cm=clinical["height_cm"],
             injected_dose_mbq=clinical["injected_dose_mbq"],

@@ -23,6 +23,8 @@ COMMANDS = {
     "radiomics": "radiomics",
     "extract": "extract",
     "train-deep": "train_deep",
+    "train": "train",
+    "classify": "classify",
 }
 
 

@@ -1,0 +1,190 @@
+"""One patient, every lesion, one call: features → model bundle → probability of malignancy.
+
+The single per-lesion entry point of the CLI (``bone-oligomet classify``) and the Slicer module::
+
+    result = classify_case(ct, suv, lesions, clinical={"age": 61, "subtype": "HR+"})
+    result.rows      # one dict per lesion: probability, label at threshold, SUVmax, MTV, TLG, rules
+    result.overlay   # float32 image on the CT grid: each lesion's voxels = its probability
+
+Per lesion: the ROI-rule checks (:mod:`.roi_rules`), the features the bundle's schema asks for
+(metabolic, radiomics of CT/PET/fused PET-CT, deep features, clinical values), and the bundle's
+pipeline. ``clinical`` holds patient values (``age``, ``subtype``) and per-lesion values as a
+mapping from lesion label (``{"site": {1: "vertebrae", 2: "pelvis"}}``). A clinical column the
+model needs and nobody gave is an error naming it; ``bone_change`` defaults to the lesion's CT
+appearance (:func:`bone_change_from_hu`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from BoneOligoMetLib.bundle import Bundle, BundleError, default_bundle_path, load_bundle
+
+__all__ = [
+    "CaseResult",
+    "bone_change_from_hu",
+    "classify_case",
+    "default_bundle_path",
+    "load_bundle",
+    "probability_overlay",
+]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+# Lesion HU mean below which the bone change reads as osteolytic, above which osteogenic
+# (DESIGN.md's typical appearances: lytic 30–150 HU, sclerotic 400–1200, mixed in between).
+LYTIC_BELOW_HU = 200.0
+BLASTIC_ABOVE_HU = 450.0
+RULE_COLUMNS = {
+    "holes": "rule_holes",
+    "outside_bone": "rule_outside_bone",
+    "necrotic": "rule_necrosis",
+    "calcified": "rule_calcification",
+    "fdg_avid": "rule_fdg_avid",
+}
+
+
+@dataclass
+class CaseResult:
+    """Per-lesion results of one patient (see the module docstring)."""
+
+    rows: list[dict[str, Any]]
+    overlay: sitk.Image
+    threshold: float
+    device: str
+    synthetic: bool
+    warning: str
+    bundle_name: str
+    checks: list[Any] = field(default_factory=list)  # every roi_rules.RuleCheck
+    features: list[dict[str, Any]] = field(default_factory=list)  # the model's input rows
+
+
+def bone_change_from_hu(hu_mean: Optional[float]) -> str:
+    """``osteolytic`` / ``mixed`` / ``osteogenic`` from a lesion's mean HU."""
+    if hu_mean is None or not np.isfinite(hu_mean):
+        return ""
+    if hu_mean < LYTIC_BELOW_HU:
+        return "osteolytic"
+    return "osteogenic" if hu_mean > BLASTIC_ABOVE_HU else "mixed"
+
+
+def _clinical_for(clinical: Mapping[str, Any], label: int) -> dict[str, Any]:
+    values = {}
+    for key, value in clinical.items():
+        if isinstance(value, Mapping):
+            value = value.get(label, value.get(str(label)))
+        if value is not None:
+            values[key if key.startswith("clin_") else f"clin_{key}"] = value
+    return values
+
+
+def probability_overlay(lesions: sitk.Image, ct: sitk.Image, probabilities: Mapping[int, float]):
+    """A float32 image on the CT grid whose lesion voxels hold their lesion's probability."""
+    if not (
+        lesions.GetSize() == ct.GetSize()
+        and np.allclose(lesions.GetOrigin(), ct.GetOrigin(), atol=1e-3)
+        and np.allclose(lesions.GetSpacing(), ct.GetSpacing(), rtol=1e-5)
+        and np.allclose(lesions.GetDirection(), ct.GetDirection(), atol=1e-5)
+    ):
+        lesions = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    labels = sitk.GetArrayViewFromImage(lesions)
+    table = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
+    for label, probability in probabilities.items():
+        if 0 < label < table.size:
+            table[label] = probability
+    overlay = sitk.GetImageFromArray(table[labels.astype(np.int64)])
+    overlay.CopyInformation(ct)
+    return overlay
+
+
+def classify_case(
+    ct: sitk.Image,
+    suv: sitk.Image,
+    lesions: sitk.Image,
+    *,
+    clinical: Optional[Mapping[str, Any]] = None,
+    bundle: Union[Bundle, str, Path, None] = None,
+    liver_seed_lps_mm: Optional[Sequence[float]] = None,
+    progress: Optional[Progress] = None,
+    device: Optional[str] = None,
+    name: str = "case",
+) -> CaseResult:
+    """Classify every lesion of ``lesions`` (a label image, usually on the CT grid); CT in HU,
+    PET in SUV. ``bundle``: a loaded :class:`~.bundle.Bundle`, a bundle folder, or None for the
+    packaged synthetic demo bundle."""
+    from BoneOligoMetLib.deep.train import select_device
+    from BoneOligoMetLib.features import lesion_features, prepare_case
+    from BoneOligoMetLib.roi_rules import assess_lesions
+
+    def report(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(fraction, message)
+
+    report(0.0, "loading the model")
+    if not isinstance(bundle, Bundle):
+        bundle = load_bundle(bundle if bundle is not None else default_bundle_path(), device)
+    report(0.05, "checking the images")
+    case = prepare_case(
+        ct, suv, lesions, liver_seed_lps_mm=liver_seed_lps_mm, config=bundle.extraction, name=name
+    )
+    labels = case.labels
+    rules = assess_lesions(ct, suv, lesions, liver_seed_lps=liver_seed_lps_mm)
+    flags: dict[int, dict[str, str]] = {label: {} for label in labels}
+    for check in rules.checks:
+        column = RULE_COLUMNS.get(check.rule)
+        if column and check.lesion in flags:
+            flags[check.lesion][column] = check.status
+    deep_rows: dict[int, dict[str, float]] = {}
+    if bundle.deep is not None:
+        report(0.15, "deep features")
+        deep_rows = bundle.deep.case_features(ct, suv, lesions, regions=case.regions, name=name)
+    clinical = dict(clinical or {})
+    rows, feature_rows = [], []
+    for number, label in enumerate(labels):
+        report(0.2 + 0.75 * number / len(labels), f"lesion {label}: features")
+        values = _clinical_for(clinical, label)
+        row = lesion_features(case, label, clinical=values, config=bundle.extraction)
+        if "clin_bone_change" in bundle.schema and "clin_bone_change" not in row:
+            row["clin_bone_change"] = bone_change_from_hu(row.get("met_hu_mean"))
+        row.update(deep_rows.get(label, {}))
+        missing = [c for c in bundle.schema if c.startswith("clin_") and c not in row]
+        if missing:
+            raise BundleError(
+                f"{name} lesion {label}: the model needs the clinical value(s) "
+                f"{', '.join(c[5:] for c in missing)} (e.g. --clinical {missing[0][5:]}=...)"
+            )
+        feature_rows.append(row)
+    probabilities = bundle.predict_proba(feature_rows, where=name)
+    for label, row, probability in zip(labels, feature_rows, probabilities):
+        rows.append(
+            {
+                "lesion_label": label,
+                "probability": float(probability),
+                "malignant": bool(probability >= bundle.threshold),
+                "met_suv_max": row.get("met_suv_max"),
+                "met_mtv_ml": row.get("met_mtv_ml"),
+                "met_tlg": row.get("met_tlg"),
+                **{column: flags[label].get(column, "") for column in RULE_COLUMNS.values()},
+            }
+        )
+    overlay = probability_overlay(lesions, ct, dict(zip(labels, probabilities)))
+    report(1.0, f"{len(labels)} lesion(s) classified")
+    return CaseResult(
+        rows=rows,
+        overlay=overlay,
+        threshold=bundle.threshold,
+        device=str(select_device(device)) if bundle.deep is not None else "cpu",
+        synthetic=bundle.synthetic,
+        warning=bundle.warning,
+        bundle_name=bundle.name,
+        checks=list(rules.checks),
+        features=feature_rows,
+    )

@@ -1,0 +1,130 @@
+"""``bone-oligomet classify``: every lesion of a patient → probability of malignancy."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "probability of malignancy of every lesion (model bundle; default: the synthetic demo)"
+
+
+def _clinical(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. age=61), got {text!r}")
+    return key.strip(), value.strip()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ct", required=True, help="CT image or DICOM folder (HU)")
+    parser.add_argument("--pet", required=True, help="PET as SUV image, or a PET DICOM folder")
+    parser.add_argument("--lesions", required=True, help="lesion label image (one label each)")
+    parser.add_argument(
+        "--clinical", type=_clinical, action="append", default=[], metavar="KEY=VALUE",
+        help="clinical value: age=61, subtype=HR+; per lesion: site:2=pelvis, bone_change:1=mixed",
+    )  # fmt: skip
+    parser.add_argument("--liver-seed", metavar="X,Y,Z", help="liver reference point (LPS mm)")
+    parser.add_argument("--model", metavar="DIR", help="model bundle (default: the demo bundle)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--no-png", action="store_true", help="no fused PET/CT snapshots")
+
+
+def _parse_clinical(pairs) -> dict:
+    from BoneOligoMetLib.manifest import parse_value
+
+    clinical: dict = {}
+    for key, value in pairs:
+        name, _, label = key.partition(":")
+        if label:
+            clinical.setdefault(name, {})[int(label)] = parse_value(value)
+        else:
+            clinical[name] = parse_value(value)
+    return clinical
+
+
+def write_results(result, ct, suv, lesions, out, png: bool = True) -> list:
+    """results.csv/.json, overlay.nii.gz and (``png``) one fused snapshot per lesion."""
+    import json
+    from pathlib import Path
+
+    from BoneOligoMetLib.cli._common import write_csv
+    from BoneOligoMetLib.image_io import write_image
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if result.rows:
+        write_csv(result.rows, str(out / "results.csv"))
+        written.append(out / "results.csv")
+    summary = {
+        "model": result.bundle_name,
+        "synthetic": result.synthetic,
+        "warning": result.warning,
+        "threshold": result.threshold,
+        "device": result.device,
+        "lesions": result.rows,
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_image(result.overlay, out / "overlay.nii.gz")
+    written += [out / "results.json", out / "overlay.nii.gz"]
+    if png:
+        from BoneOligoMetLib.phantom.figures import fused_slice_png
+
+        for row in result.rows:
+            label = row["lesion_label"]
+            verdict = "malignant" if row["malignant"] else "benign"
+            title = f"lesion {label}: P(malignant) = {row['probability']:.2f} ({verdict})"
+            if result.warning:
+                title += f"\n{result.warning}"
+            path = out / f"lesion_{label}.png"
+            fused_slice_png(ct, suv, lesions, path, label=label, title=title)
+            written.append(path)
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import SimpleITK as sitk
+
+    from BoneOligoMetLib.classify import classify_case
+    from BoneOligoMetLib.cli._common import align, cell, parse_point, progress
+    from BoneOligoMetLib.extract import _read_case_images as read_case_images
+    from BoneOligoMetLib.image_io import read_image
+    from BoneOligoMetLib.manifest import CaseEntry
+
+    pet_is_dicom = Path(args.pet).is_dir()
+    ct_is_dicom = Path(args.ct).is_dir()
+    case = CaseEntry("patient", "", args.ct, ct_is_dicom, args.pet, pet_is_dicom, None, ())
+    ct, suv = read_case_images(case)
+    lesions = read_image(args.lesions)
+    if lesions.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
+        lesions = sitk.Cast(sitk.Round(lesions), sitk.sitkUInt32)
+    seed = parse_point(args.liver_seed) if args.liver_seed else None
+    result = classify_case(
+        ct,
+        suv,
+        lesions,
+        clinical=_parse_clinical(args.clinical),
+        bundle=args.model,
+        liver_seed_lps_mm=seed,
+        progress=progress,
+        device=args.device,
+        name=Path(args.lesions).name,
+    )
+    write_results(result, ct, suv, lesions, args.out, png=not args.no_png)
+    lines = [["lesion", "P(malignant)", "at threshold", "SUVmax", "MTV mL", "TLG", "rules"]]
+    for row in result.rows:
+        warned = [k[5:] for k, v in row.items() if k.startswith("rule_") and v == "warn"]
+        lines.append([
+            str(row["lesion_label"]), f"{row['probability']:.3f}",
+            "malignant" if row["malignant"] else "benign", cell(row["met_suv_max"], ".2f"),
+            cell(row["met_mtv_ml"], ".2f"), cell(row["met_tlg"], ".1f"),
+            ", ".join(warned) or "pass",
+        ])  # fmt: skip
+    print(align(lines, left=(2, 6)))
+    print(f"model: {result.bundle_name} (threshold {result.threshold:.3f}; {result.device})")
+    if result.warning:
+        print(f"WARNING: {result.warning}")
+    print(f"results, overlay and snapshots: {args.out}")
+    return 0

@@ -6,15 +6,18 @@ The entry point of the CLI, the cohort extraction and the Slicer module::
     row = lesion_features(case, label=2, clinical={"age": 61}, config=ExtractionConfig())
 
 ``prepare_case`` does the work that concerns the whole images once per patient (HU and SUV
-checks, PET/CT overlap, every lesion's voxel box in one pass, the liver reference), so that a
-lesion costs only its crops. Columns: ``lesion_label``, ``clin_*``, ``met_*``, ``ct_*``,
-``pet_*``, ``petct_*`` (pyradiomics names after the image prefix, e.g.
+plausibility on sampled slices, PET/CT overlap, every lesion's voxel box in one pass, the liver
+reference), so that a lesion costs only its crops, whose every voxel is checked when cut (see
+:func:`prepare_case` for what is read where). Columns: ``lesion_label``, ``clin_*``,
+``met_*``, ``ct_*``, ``pet_*``, ``petct_*`` (pyradiomics names after the image prefix, e.g.
 ``pet_original_glcm_Contrast``), always in this order for a given configuration.
 
 Grids: the lesion label image may lie on any grid (the CT's, usually). Each image is cropped
 around the lesion; with the packaged parameters the mask is resampled once onto the lesion's 1 mm
-grid and CT and SUV are interpolated onto it (see :mod:`BoneOligoMetLib.radiomics`); the fused
-image is made there. Metabolic parameters use the PET's native voxels (:mod:`.metabolic`).
+grid (cut to the lesion's box plus one voxel unless a filter reads around it) and CT and SUV
+are interpolated onto it (see :mod:`BoneOligoMetLib.radiomics`); the fused image is made there;
+pyradiomics prepares and checks that mask once for the three images. Metabolic parameters use
+the PET's native voxels (:mod:`.metabolic`).
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ from BoneOligoMetLib.metabolic import (
     LIVER_DIAMETER_MM,
     MTV_THRESHOLD_SUV,
     LiverReference,
-    lesion_metabolics,
-    liver_reference,
+    liver_sphere,
+    measure_binary,
 )
 from BoneOligoMetLib.peak import PEAK_RADIUS_MM, WEIGHTINGS
 from BoneOligoMetLib.radiomics import (
@@ -63,9 +66,11 @@ from BoneOligoMetLib.radiomics import (
     has_shape,
     load_params,
     onto_grid,
+    reads_beyond_mask,
     shape_shared,
+    tight_grid,
 )
-from BoneOligoMetLib.units import require_hu, require_suv
+from BoneOligoMetLib.units import require_finite, require_hu, require_suv, require_suv_crop
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +232,23 @@ def prepare_case(
 ) -> PreparedCase:
     """Check a patient's whole images once: CT in HU, PET in SUV, PET/CT and lesions overlap,
     lesion labels (one voxel box each) and, with ``liver_seed_lps_mm`` (LPS mm), the liver
-    reference (a ``diameter`` sphere; §2.3). Errors name ``name`` (e.g. the patient)."""
+    reference (a ``diameter`` sphere; §2.3). Errors name ``name`` (e.g. the patient).
+
+    What is read where: the units are judged on sampled slices of the CT and PET
+    (:mod:`BoneOligoMetLib.units`, ``whole=False``; a NaN met there is an error too); the
+    lesion label image is read whole (every non-zero voxel must be a finite integer ≥ 0); the
+    liver sphere's voxels must be finite. Each lesion's CT and PET crops, every voxel a lesion's
+    features read, are checked exactly when cut (:class:`_LesionImages`): NaN or infinite
+    values, and SUV below the plausible minimum, are an error naming the lesion. A NaN outside
+    every crop, the liver sphere and the sampled slices changes no value and is not reported."""
     config = config or ExtractionConfig()
     try:
-        require_hu(ct, "CT")
+        # Units from sampled slices here; every voxel a lesion reads is checked in its crop.
+        require_hu(ct, "CT", whole=False)
+        require_suv(suv, "PET", whole=False)
         liver = None
-        if liver_seed_lps_mm is not None:
-            liver = liver_reference(suv, liver_seed_lps_mm, config.liver_diameter_mm)
-        else:
-            require_suv(suv, "PET")
+        if liver_seed_lps_mm is not None:  # its sphere's voxels are checked there
+            liver = liver_sphere(suv, liver_seed_lps_mm, config.liver_diameter_mm)
         require_overlap(ct, suv, ("CT", "PET"))
         require_overlap(ct, lesions, ("CT", "lesion label image"))
         regions = label_regions(lesions)
@@ -265,6 +278,9 @@ def clinical_columns(clinical: Optional[Mapping[str, Any]]) -> dict[str, Any]:
     return columns
 
 
+_FLOAT_PIXELS = (sitk.sitkFloat32, sitk.sitkFloat64)
+
+
 class _LesionImages:
     """Crops and analysis grids of one lesion, each made once and shared by the groups."""
 
@@ -275,11 +291,15 @@ class _LesionImages:
         self.name = f"{case.name} lesion {label}"
         self.region = case.regions[label]
         crop, self.mask_start = crop_region(case.lesions, self.region)
-        self.mask = sitk.Cast(sitk.Equal(crop, float(label)), sitk.sitkUInt8)
+        mask = sitk.Equal(crop, float(label))  # 0/1, uint8 (SimpleITK's default)
+        if mask.GetPixelID() != sitk.sitkUInt8:
+            mask = sitk.Cast(mask, sitk.sitkUInt8)
+        self.mask = mask
         self._crops: dict[str, sitk.Image] = {}
         self._grids: dict[tuple, sitk.Image] = {}
         self._on_grid: dict[tuple, sitk.Image] = {}
         self.shape_cache: dict[tuple, dict[str, float]] = {}
+        self.pyradiomics_masks: dict[tuple, dict] = {}  # grid key -> pyradiomics' checked mask
 
     def crop(self, modality: str) -> sitk.Image:
         """The CT or SUV cut around the lesion, margin enough for every image that uses it."""
@@ -295,7 +315,14 @@ class _LesionImages:
                 peak = [math.ceil((PEAK_RADIUS_MM + max(spacing)) / s) + 1 for s in spacing]
                 margins.append(tuple(peak))
             margin = tuple(int(v) for v in np.max(np.asarray(margins), axis=0))
-            self._crops[modality] = crop_around(image, self.mask, margin)
+            crop = crop_around(image, self.mask, margin)
+            # Every voxel this lesion reads (prepare_case judged the units on a sample).
+            where = f"{self.name}: {'CT' if modality == 'ct' else 'PET'} crop"
+            if modality == "pet":
+                require_suv_crop(crop, where)
+            elif image.GetPixelID() in _FLOAT_PIXELS:  # an integer CT holds no NaN
+                require_finite(crop, where)
+            self._crops[modality] = crop
         return self._crops[modality]
 
     def grid(self, params: RadiomicsParams, native: str) -> tuple[tuple, sitk.Image]:
@@ -313,14 +340,15 @@ class _LesionImages:
                     raise MaskError(f"{self.name}: no voxel of the {native} crop in the lesion")
                 self._grids[key] = mask
         else:
-            key = ("resampled", params.spacing_mm, params.pad)
+            # Cut to the lesion's box unless a filter reads around it (the same features).
+            padded = reads_beyond_mask(params)
+            key = ("resampled", params.spacing_mm, params.pad, padded)
             if key not in self._grids:
                 try:
-                    self._grids[key] = analysis_grid(
-                        self.mask, self.mask_start, self.region, params
-                    )
+                    grid = analysis_grid(self.mask, self.mask_start, self.region, params)
                 except MaskError as error:
                     raise MaskError(f"{self.name}: {error}") from None
+                self._grids[key] = grid if padded else tight_grid(grid, params)
         return key, self._grids[key]
 
     def on_grid(self, modality: str, key: tuple, grid: sitk.Image, params: RadiomicsParams):
@@ -344,11 +372,12 @@ def _radiomics(images: _LesionImages, kind: str) -> dict[str, float]:
     shape: dict[str, float] = {}
     share = has_shape(params) and shape_shared(params)
     shape_key = (key, json.dumps(params.pyradiomics.get("featureClass", {}).get("shape")))
+    shared = images.pyradiomics_masks.setdefault(key, {})  # mask checks once per grid
     if share and shape_key in images.shape_cache:
         shape = images.shape_cache[shape_key]
-        values = compute(image, grid, params, shape=False, name=images.name)
+        values = compute(image, grid, params, shape=False, name=images.name, shared=shared)
     else:
-        values = compute(image, grid, params, shape=True, name=images.name)
+        values = compute(image, grid, params, shape=True, name=images.name, shared=shared)
         if share:
             shape = {k: v for k, v in values.items() if k.startswith("original_shape_")}
             images.shape_cache[shape_key] = shape
@@ -358,18 +387,24 @@ def _radiomics(images: _LesionImages, kind: str) -> dict[str, float]:
 
 def _metabolic(images: _LesionImages) -> dict[str, Any]:
     config, case = images.config, images.case
-    result = lesion_metabolics(
-        images.crop("pet"),
-        images.mask,
-        1,
-        ct=None,
-        liver=case.liver,
-        threshold_suv=config.mtv_threshold_suv,
-        weighting=config.peak_weighting,
-    )
+    # The PET crop is checked (finite, SUV) and the mask is the lesion's 0/1 box: measured as
+    # lesion_metabolics would, without checking them again.
+    pet_crop = images.crop("pet")
+    try:
+        result = measure_binary(
+            pet_crop,
+            images.mask,
+            images.label,
+            None,
+            case.liver,
+            config.mtv_threshold_suv,
+            config.peak_weighting,
+            tight=True,
+        )
+    except BoneOligoMetError as error:
+        raise type(error)(f"{case.name}: {error}") from None
     row = {k: v for k, v in result.as_row().items() if k.startswith("met_")}
-    # HU statistics on the CT grid (metabolic.py's definition; the CT was checked as a whole in
-    # prepare_case, so the crop is not checked again).
+    # HU statistics on the CT grid (metabolic.py's definition; the CT crop was checked when cut).
     ct_crop = images.crop("ct")
     inside = sitk.GetArrayViewFromImage(images.mask).astype(bool)
     offset = _offset(images.mask, ct_crop)

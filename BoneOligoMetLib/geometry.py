@@ -171,12 +171,15 @@ def mask_physical_bounds(mask: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
         raise MaskError("mask is empty (no voxel > 0)")
     low_kji = [int(axis.min()) for axis in nonzero]
     high_kji = [int(axis.max()) for axis in nonzero]
+    # The outer corners of the edge voxels suffice: the index-to-point map is monotone in each
+    # index (in floating point too), so no inner voxel corner lies outside their box.
     corners = [
-        mask.TransformContinuousIndexToPhysicalPoint((float(i) + di, float(j) + dj, float(k) + dk))
-        for (i, j, k) in itertools.product(
-            (low_kji[2], high_kji[2]), (low_kji[1], high_kji[1]), (low_kji[0], high_kji[0])
+        mask.TransformContinuousIndexToPhysicalPoint(corner)
+        for corner in itertools.product(
+            (low_kji[2] - 0.5, high_kji[2] + 0.5),
+            (low_kji[1] - 0.5, high_kji[1] + 0.5),
+            (low_kji[0] - 0.5, high_kji[0] + 0.5),
         )
-        for (di, dj, dk) in itertools.product((-0.5, 0.5), repeat=3)
     ]
     corners_array = np.asarray(corners)
     return corners_array.min(axis=0), corners_array.max(axis=0)
@@ -240,53 +243,109 @@ def crop_region(image: sitk.Image, region: Region, margin_voxels: Sequence[int] 
     return sitk.RegionOfInterest(image, size, start), tuple(start)
 
 
-def _z_runs(has_voxels: np.ndarray) -> list[tuple[int, int]]:
+def _runs(has_voxels: np.ndarray) -> list[tuple[int, int]]:
     """(first, stop) of each run of True in a 1D boolean array."""
     edges = np.diff(np.concatenate(([0], has_voxels.astype(np.int8), [0])))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
-def label_regions(lesions: sitk.Image, name: str = "lesion label image") -> dict[int, Region]:
-    """Voxel box of every label > 0, reading only the slices that hold lesions.
+def _bits(array: np.ndarray) -> np.ndarray:
+    """``array`` (C-contiguous) viewed as unsigned integers of its item size: a voxel is 0 there
+    exactly when all its bits are 0, so a bitwise OR tells whether a block holds anything but
+    zeros (NaN and −0.0 count as something; the value checks sort them out)."""
+    return array.view(np.dtype(f"u{array.dtype.itemsize}"))
 
-    Non-integer, negative, NaN values or an empty image are :class:`MaskError` naming ``name``.
+
+def _slices_with_voxels(array: np.ndarray) -> np.ndarray:
+    """Boolean per slice (first axis): any voxel with a non-zero bit. One pass of bitwise ORs
+    over the widest words that tile a slice (8 uint8 voxels per 64-bit word)."""
+    flat = np.ascontiguousarray(array).reshape(array.shape[0], -1)
+    row_bytes = flat.shape[1] * flat.itemsize
+    width = next(w for w in (8, 4, 2, 1) if row_bytes % w == 0)
+    words = flat.view(np.uint8).view(np.dtype(f"u{width}"))
+    return np.bitwise_or.reduce(words, axis=1) != 0
+
+
+def _check_label_values(values: np.ndarray, name: str) -> None:
+    """Lesion label values: finite, integer, ≥ 0 (a :class:`MaskError` naming ``name``)."""
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)):
+            raise MaskError(f"{name}: contains NaN or infinite values")
+        if not np.all(values == np.round(values)):
+            raise MaskError(f"{name}: not a label image (non-integer values)")
+    elif values.dtype.kind not in "iub":
+        raise MaskError(f"{name}: pixel type {values.dtype} is not a label image")
+    if values.min() < 0:
+        raise MaskError(f"{name}: negative labels")
+
+
+# Labels up to this value get their boxes from one scipy pass over a block; beyond, per label.
+_MAX_FIND_OBJECTS_LABEL = 1 << 16
+
+
+def _block_boxes(block: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{label: (low, high)} in array (z, y, x) order, high exclusive, of labels > 0 in a
+    block of checked (finite, integer, ≥ 0) label values."""
+    from scipy import ndimage
+
+    top = int(block.max())
+    if top == 0:
+        return {}
+    boxes = {}
+    if top <= _MAX_FIND_OBJECTS_LABEL:
+        labels = block.astype(np.int32, copy=False)
+        for number, found in enumerate(ndimage.find_objects(labels, max_label=top), start=1):
+            if found is not None:
+                boxes[number] = (
+                    np.array([s.start for s in found]),
+                    np.array([s.stop for s in found]),
+                )
+        return boxes
+    for label in np.unique(block):
+        if label == 0:
+            continue
+        where = np.nonzero(block == label)
+        boxes[int(label)] = (
+            np.array([int(a.min()) for a in where]),
+            np.array([int(a.max()) + 1 for a in where]),
+        )
+    return boxes
+
+
+def label_regions(lesions: sitk.Image, name: str = "lesion label image") -> dict[int, Region]:
+    """Voxel box of every label > 0 of a label image, reading only the blocks that hold labels.
+
+    One pass of bitwise ORs finds the slices holding non-zero voxels; in each run of such
+    slices the OR over the run finds the rows, and in each run of rows the columns: every
+    non-zero voxel lies in exactly one of these (small) blocks, whose values are then checked
+    (non-integer, negative, NaN or infinite values are a :class:`MaskError` naming ``name``) and
+    measured. An image without a label > 0 is a :class:`MaskError` as well.
     """
     array = sitk.GetArrayViewFromImage(lesions)
-    flat = array.reshape(array.shape[0], -1)
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(flat.min(axis=1))) or not np.all(np.isfinite(flat.max(axis=1))):
-            raise MaskError(f"{name}: contains NaN or infinite values")
-        slices = np.any(flat != 0, axis=1)
-    elif array.dtype.kind == "u":
-        slices = flat.max(axis=1) > 0
-    else:
-        slices = np.any(flat != 0, axis=1)
-    size = tuple(int(n) for n in lesions.GetSize())
+    if array.ndim != 3:
+        raise MaskError(f"{name}: expected a 3D label image, got {array.ndim}D")
+    bits = _bits(array)
     boxes: dict[int, list[np.ndarray]] = {}
-    for first, stop in _z_runs(slices):
-        values = array[first:stop]
-        if values.dtype.kind == "f" and not np.all(values == np.round(values)):
-            raise MaskError(f"{name}: not a label image (non-integer values)")
-        if values.min() < 0:
-            raise MaskError(f"{name}: negative labels")
-        slab = sitk.RegionOfInterest(lesions, [size[0], size[1], stop - first], [0, 0, first])
-        if slab.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
-            slab = sitk.Cast(slab, sitk.sitkUInt32)
-        shapes = sitk.LabelShapeStatisticsImageFilter()
-        shapes.SetComputePerimeter(False)
-        shapes.Execute(slab)
-        for label in shapes.GetLabels():
-            x, y, z, nx, ny, nz = shapes.GetBoundingBox(label)
-            low, high = np.array([x, y, z + first]), np.array([x + nx, y + ny, z + first + nz])
-            if label in boxes:
-                low, high = np.minimum(low, boxes[label][0]), np.maximum(high, boxes[label][1])
-            boxes[int(label)] = [low, high]
+    for z0, z1 in _runs(_slices_with_voxels(array)):
+        plane = np.bitwise_or.reduce(bits[z0:z1], axis=0)
+        for y0, y1 in _runs(np.any(plane != 0, axis=1)):
+            for x0, x1 in _runs(np.any(plane[y0:y1] != 0, axis=0)):
+                block = array[z0:z1, y0:y1, x0:x1]
+                _check_label_values(block, name)
+                offset = np.array([z0, y0, x0])
+                for label, (low, high) in _block_boxes(block).items():
+                    low, high = low + offset, high + offset
+                    if label in boxes:
+                        low = np.minimum(low, boxes[label][0])
+                        high = np.maximum(high, boxes[label][1])
+                    boxes[label] = [low, high]
     if not boxes:
         raise MaskError(f"{name}: empty (no voxel > 0)")
+    size = tuple(int(n) for n in lesions.GetSize())
     return {
         label: Region(
-            tuple(int(v) for v in low),
-            tuple(int(v) for v in high - low),
+            tuple(int(v) for v in low[::-1]),  # type: ignore[arg-type]
+            tuple(int(v) for v in (high - low)[::-1]),  # type: ignore[arg-type]
             size,  # type: ignore[arg-type]
         )
         for label, (low, high) in sorted(boxes.items())

@@ -15,6 +15,7 @@ greatest coverage (with a logged warning).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -23,8 +24,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
-from BoneOligoMetLib.errors import BoneOligoMetError, GeometryError, MaskError
+from BoneOligoMetLib.errors import BoneOligoMetError, GeometryError, MaskError, UnitsError
 from BoneOligoMetLib.geometry import (
     binary_mask,
     crop_region,
@@ -41,8 +43,8 @@ from BoneOligoMetLib.geometry import (
 from BoneOligoMetLib.peak import (
     PEAK_RADIUS_MM,
     check_weighting,
-    intensity_peaks,
     sphere_statistics,
+    sphere_weights,
 )
 from BoneOligoMetLib.units import require_hu, require_suv
 
@@ -114,6 +116,12 @@ def _liver_reference(
     except GeometryError as error:
         raise GeometryError(f"liver seed: {error}") from error
     point = ", ".join(f"{c:.1f}" for c in seed)
+    if not (math.isfinite(stats.mean) and math.isfinite(stats.std)):
+        # Any NaN or infinite voxel of the sphere's box makes the weighted sums non-finite.
+        raise UnitsError(
+            f"PET: NaN or infinite voxels in the {diameter_mm:g} mm liver sphere at "
+            f"({point}) mm LPS"
+        )
     if stats.mean <= 0:
         raise BoneOligoMetError(
             f"liver seed ({point}) mm LPS: SUVmean {stats.mean:.3g} in the "
@@ -157,6 +165,14 @@ def liver_reference(
     return _liver_reference(suv, seed_lps_mm, diameter_mm)
 
 
+def liver_sphere(
+    suv: sitk.Image, seed_lps_mm: Sequence[float], diameter_mm: float = LIVER_DIAMETER_MM
+) -> LiverReference:
+    """:func:`liver_reference` reading only the sphere's voxels (NaN or infinite ones there are
+    an error): for callers that judged the PET's units already, e.g. on sampled slices."""
+    return _liver_reference(suv, seed_lps_mm, diameter_mm)
+
+
 def _aligned(mask: sitk.Image, reference: sitk.Image, tolerance: float = 1e-3) -> bool:
     """True when the mask's voxels coincide with the reference's (same grid, any extent)."""
     spacing = np.asarray(reference.GetSpacing())
@@ -189,6 +205,37 @@ def _centroid_index(lesion: sitk.Image, reference: sitk.Image) -> tuple[int, ...
     )
     index = np.asarray(reference.TransformPhysicalPointToIndex(point)[::-1])
     return tuple(int(v) for v in np.clip(index, 0, np.asarray(reference.GetSize()[::-1]) - 1))
+
+
+@functools.lru_cache(maxsize=32)
+def _sphere_kernel(spacing_zyx: tuple[float, ...], radius_mm: float, weighting: str) -> np.ndarray:
+    """:func:`~BoneOligoMetLib.peak.sphere_weights` centred on a voxel, made once per voxel
+    size (every lesion of a PET, and every PET of a scanner protocol, shares it)."""
+    weights = sphere_weights(spacing_zyx, radius_mm, weighting)
+    weights.setflags(write=False)
+    return weights
+
+
+def _intensity_peaks(
+    array: np.ndarray,
+    roi: np.ndarray,
+    spacing_zyx: tuple[float, ...],
+    radius_mm: float,
+    weighting: str,
+) -> tuple[float, float]:
+    """:func:`~BoneOligoMetLib.peak.intensity_peaks` (the same operations and values) with the
+    sphere kernel from the cache."""
+    roi = np.asarray(roi, dtype=bool)
+    if not roi.any():
+        raise MaskError("intensity peak of an empty ROI")
+    weights = _sphere_kernel(tuple(float(s) for s in spacing_zyx), float(radius_mm), weighting)
+    values = np.asarray(array, dtype=float)
+    total = ndimage.correlate(values, weights, mode="constant", cval=0.0)
+    norm = ndimage.correlate(np.ones_like(values), weights, mode="constant", cval=0.0)
+    means = (total / norm)[roi]
+    inside = values[roi]
+    local = means[inside == inside.max()].max()
+    return float(means.max()), float(local)
 
 
 def _pet_coverage(pet_crop: sitk.Image, lesion: sitk.Image) -> np.ndarray:
@@ -238,7 +285,7 @@ def _hu_statistics(ct: sitk.Image, lesion: sitk.Image, name: str) -> tuple[float
     return float(hu.mean()), float(hu.std())
 
 
-def _measure(
+def measure_binary(
     suv: sitk.Image,
     lesion: sitk.Image,
     label: int,
@@ -246,10 +293,14 @@ def _measure(
     liver: Optional[LiverReference],
     threshold_suv: float,
     weighting: str,
+    tight: bool = False,
 ) -> LesionMetabolics:
-    """Parameters of one binary (0/1) lesion mask; the images' units are already checked."""
+    """Parameters of one binary (0/1) lesion mask (any grid), as :func:`lesion_metabolics`
+    gives them, for a caller that checked the SUV (and CT) and the mask already: nothing is
+    checked again. ``tight``: the mask is already cut to the box of its lesion voxels."""
     name = f"lesion {label}"
-    lesion = crop_to_mask(lesion, lesion, 0.0)
+    if not tight:
+        lesion = crop_to_mask(lesion, lesion, 0.0)
     volume_ml = np.count_nonzero(sitk.GetArrayViewFromImage(lesion)) * voxel_volume_ml(lesion)
     _require_inside(lesion, suv, name, "PET")
     pet_crop = crop_to_mask(suv, lesion, PEAK_RADIUS_MM + max(suv.GetSpacing()))
@@ -269,8 +320,8 @@ def _measure(
         roi[best] = True
     values = sitk.GetArrayFromImage(pet_crop).astype(float)
     lesion_suv = values[roi]
-    peak, peak_local = intensity_peaks(
-        values, roi, pet_crop.GetSpacing()[::-1], PEAK_RADIUS_MM, weighting
+    peak, peak_local = _intensity_peaks(
+        values, roi, tuple(pet_crop.GetSpacing()[::-1]), PEAK_RADIUS_MM, weighting
     )
     above = lesion_suv[lesion_suv >= threshold_suv]
     mtv_ml = above.size * voxel_volume_ml(pet_crop)
@@ -341,7 +392,7 @@ def lesion_metabolics(
             )
         label = labels[0]
     lesion = binary_mask(mask, label, f"lesion {label} mask")
-    return _measure(suv, lesion, label, ct, liver, threshold_suv, weighting)
+    return measure_binary(suv, lesion, label, ct, liver, threshold_suv, weighting)
 
 
 def metabolic_table(
@@ -378,7 +429,7 @@ def metabolic_table(
             progress(number / len(labels), f"lesion {label}")
         crop, _ = crop_region(lesions, regions[label])
         lesion = binary_mask(crop, label, f"lesion {label}")
-        results.append(_measure(suv, lesion, label, ct, liver, threshold_suv, weighting))
+        results.append(measure_binary(suv, lesion, label, ct, liver, threshold_suv, weighting))
     if progress is not None:
         progress(1.0, f"{len(labels)} lesion(s) measured")
     return results

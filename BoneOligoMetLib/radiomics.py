@@ -20,7 +20,11 @@ computed as pyradiomics' ``resampleImage`` does on the whole image (aligned to t
 voxel grid, the lesion's box plus ``padDistance``), so features do not depend on the crop. The
 mask is resampled once (nearest neighbour) and each image is interpolated onto that one grid:
 a PET on its own grid and a CT-grid lesion mask meet on the 1 mm grid without the PET being
-interpolated twice, and the CT, PET and fused images share the same voxels of interest.
+interpolated twice, and the CT, PET and fused images share the same voxels of interest. Unless
+a filtered image type needs the padding, that grid is then cut to the lesion's box plus one voxel
+(pyradiomics computes the original image's features on the box only), so the images are
+interpolated only there; and pyradiomics' mask preparation and checks run once per lesion for
+the images that share the grid (:func:`compute` with ``shared``).
 """
 
 from __future__ import annotations
@@ -302,7 +306,8 @@ def crop_around(image: sitk.Image, lesion: sitk.Image, margin_voxels: Sequence[i
     extent = np.asarray(margin_voxels, dtype=float) * np.asarray(image.GetSpacing())
     direction = np.abs(np.asarray(image.GetDirection()).reshape(3, 3))
     margin = direction @ extent  # image axes onto LPS axes (oblique grids: a larger box)
-    return sitk.Cast(crop_to_physical_box(image, low - margin, high + margin), sitk.sitkFloat32)
+    crop = crop_to_physical_box(image, low - margin, high + margin)
+    return crop if crop.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(crop, sitk.sitkFloat32)
 
 
 def analysis_grid(
@@ -349,6 +354,38 @@ def analysis_grid(
     return on_grid
 
 
+def reads_beyond_mask(params: RadiomicsParams) -> bool:
+    """True when a filtered image type (LoG, Wavelet, ...) is enabled: a filter reads voxels
+    around the lesion, so the analysis grid keeps pyradiomics' ``padDistance``. The original
+    image's features (shape included) read only the box of the mask's voxels: pyradiomics crops
+    image and mask to it before computing them."""
+    return any(name != "Original" for name in _extractor(params, False).enabledImagetypes)
+
+
+def tight_grid(grid_mask: sitk.Image, params: RadiomicsParams) -> sitk.Image:
+    """The mask on its analysis grid, cut to the box of its voxels and one voxel around it
+    when nothing reads further (:func:`reads_beyond_mask`): the same features (pyradiomics
+    crops to the box), and the images are interpolated only about where features are computed
+    (the interpolated value at a point does not depend on the extent of the output grid). The
+    voxel around keeps background in the mask wherever the full grid has some: pyradiomics
+    refuses a mask without any."""
+    if reads_beyond_mask(params):
+        return grid_mask
+    array = sitk.GetArrayViewFromImage(grid_mask)
+    bounds = []
+    for axis, n in zip((2, 1, 0), grid_mask.GetSize()):  # x, y, z
+        other = tuple(a for a in range(3) if a != axis)
+        used = np.flatnonzero(np.any(array, axis=other))
+        if not used.size:
+            return grid_mask
+        bounds.append((max(int(used[0]) - 1, 0), min(int(used[-1]) + 2, n)))
+    if all(low == 0 and high == n for (low, high), n in zip(bounds, grid_mask.GetSize())):
+        return grid_mask
+    return sitk.RegionOfInterest(
+        grid_mask, [high - low for low, high in bounds], [low for low, _ in bounds]
+    )
+
+
 def onto_grid(image: sitk.Image, grid: sitk.Image, params: RadiomicsParams) -> sitk.Image:
     """``image`` (a crop covering the grid) interpolated onto ``grid`` as float32."""
     if same_grid(image, grid):
@@ -361,6 +398,10 @@ def clamp(image: sitk.Image, params: RadiomicsParams) -> sitk.Image:
     if params.intensity_range is None:
         return image
     low, high = params.intensity_range
+    if image.GetPixelID() == sitk.sitkFloat32:
+        values = sitk.GetArrayViewFromImage(image)
+        if values.size and values.min() >= low and values.max() <= high:
+            return image  # nothing to clamp: the same voxels
     return sitk.Clamp(image, sitk.sitkFloat32, float(low), float(high))
 
 
@@ -397,20 +438,76 @@ def has_shape(params: RadiomicsParams) -> bool:
     return not classes or "shape" in classes
 
 
+# Settings under which pyradiomics' execute() only loads the mask, checks it, and computes shape
+# and the image types' features on crops to the mask's box (what _execute_shared repeats).
+_NOT_SHARED_SETTINGS = ("resegmentRange", "preCrop", "normalize", "additionalInfo", "voxelBased")
+# The settings that checkMask / getMask read.
+_MASK_SETTINGS = ("minimumROIDimensions", "minimumROISize", "correctMask", "geometryTolerance")
+
+
+def _shareable(settings: Mapping[str, Any]) -> bool:
+    if any(settings.get(key) for key in _NOT_SHARED_SETTINGS):
+        return False
+    return settings.get("resampledPixelSpacing") is None or settings.get("interpolator") is None
+
+
+def _execute_shared(extractor, image: sitk.Image, mask: sitk.Image, shared: dict) -> dict:
+    """``extractor.execute(image, mask, label=1)`` for images that share one mask on one grid:
+    the mask is cast, checked and its box found once (pyradiomics' getMask and checkMask, whose
+    result depends on the mask and these settings only), then each image goes through the
+    same steps as in execute (shape, image types, crop to the box, feature classes)."""
+    from radiomics import featureextractor, imageoperations
+
+    settings = extractor.settings.copy()
+    settings["label"] = 1
+    if featureextractor.geometryTolerance != settings.get("geometryTolerance"):
+        extractor._setTolerance()
+    key = tuple(json.dumps(settings.get(k), default=str) for k in _MASK_SETTINGS)
+    if key not in shared:
+        checked = imageoperations.getMask(mask, **settings)
+        box, corrected = imageoperations.checkMask(image, checked, **settings)
+        shared[key] = (checked if corrected is None else corrected, box)
+    checked, box = shared[key]
+    size = np.asarray(checked.GetSize())
+    whole_box = bool(np.all(box[0::2] == 0) and np.all(box[1::2] == size - 1))
+    result: dict[str, Any] = {}
+    if any(name.startswith("shape") for name in extractor.enabledFeatures):
+        result.update(extractor.computeShape(image, checked, box, **settings))
+    for image_type, custom in extractor.enabledImagetypes.items():
+        arguments = {**settings, **custom}
+        derived = getattr(imageoperations, f"get{image_type}Image")(image, checked, **arguments)
+        for derived_image, type_name, kwargs in derived:
+            if whole_box:  # cropping to the box would copy the images unchanged
+                cropped, cropped_mask = derived_image, checked
+            else:
+                cropped, cropped_mask = imageoperations.cropToTumorMask(
+                    derived_image, checked, box, padDistance=0
+                )
+            result.update(extractor.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
+    return result
+
+
 def compute(
     image: sitk.Image,
     mask: sitk.Image,
     params: RadiomicsParams,
     shape: bool = True,
     name: str = "lesion",
+    shared: Optional[dict] = None,
 ) -> dict[str, float]:
     """pyradiomics features of ``image`` in ``mask`` (1 = lesion), both on one grid already.
 
-    Returns pyradiomics' names (``original_firstorder_Mean``, ...) in its order, as floats.
+    ``shared``: a dict kept with ``mask`` by a caller that computes several images in it (one
+    per mask): pyradiomics' mask preparation and checks are then done once, not per image;
+    the values are those of ``execute``. Returns pyradiomics' names
+    (``original_firstorder_Mean``, ...) in its order, as floats.
     """
     extractor = _extractor(params, shape)
     try:
-        result = extractor.execute(image, mask, label=1)
+        if shared is not None and _shareable(extractor.settings):
+            result = _execute_shared(extractor, image, mask, shared)
+        else:
+            result = extractor.execute(image, mask, label=1)
     except (ValueError, AssertionError) as error:  # pyradiomics' ROI checks
         raise MaskError(f"{name}: pyradiomics refused the ROI ({error})") from None
     return {
@@ -457,7 +554,7 @@ def extract_image_features(
                 lesion_crop, image_crop, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0
             )
     else:
-        grid_mask = analysis_grid(lesion_crop, lesion_start, region, params)
+        grid_mask = tight_grid(analysis_grid(lesion_crop, lesion_start, region, params), params)
     on_grid = clamp(onto_grid(image_crop, grid_mask, params), params)
     features = compute(on_grid, grid_mask, params, name=name)
     return {f"{prefix}{key}": value for key, value in features.items()}

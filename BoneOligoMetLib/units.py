@@ -2,9 +2,20 @@
 
 SUV and Bq/mL differ by a factor of ~10^3–10^4, and a CT read without its rescale intercept is
 shifted by +1024: both give silently wrong features, so computations check first.
+
+Two scopes. ``whole=True`` (the default) reads every voxel: NaN or infinite voxels anywhere are
+an error and the unit verdict is the whole image's. ``whole=False`` is for callers that read
+only parts of a large image (the per-lesion extraction reads lesion crops and the liver sphere)
+and check those parts exactly with :func:`require_finite`: the unit verdict then comes from a
+sample (every :data:`SAMPLE_ROW_STEP`-th row of :data:`SAMPLE_SLICES` evenly spaced slices; a
+small image whole), which in a whole-body scan holds ~10^5 body voxels; NaN met in the sample is
+still an error. The CT verdict is the same in both scopes (the sample only decides when it finds
+air; otherwise every voxel is read).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import SimpleITK as sitk
@@ -14,8 +25,22 @@ from BoneOligoMetLib.errors import UnitsError
 # SUVbw of FDG in a body rarely exceeds ~100 even in the bladder; activity concentrations in
 # Bq/mL of a clinical scan are ~10^3–10^5. A 99.9th percentile above this is not SUV.
 MAX_PLAUSIBLE_SUV = 300.0
+# SUV is ≥ 0 up to reconstruction noise.
+MIN_PLAUSIBLE_SUV = -1.0
 # Air is −1000 HU; a CT whose minimum is ≥ 0 (of the body-wide image) was stored without intercept.
 MAX_PLAUSIBLE_CT_MINIMUM_HU = -500.0
+# whole=False: the unit verdict reads every SAMPLE_ROW_STEP-th row of this many evenly spaced
+# slices (at most): ~1/40 of a whole-body CT, still ~10^6 voxels.
+SAMPLE_SLICES = 32
+SAMPLE_ROW_STEP = 4
+
+
+def _can_hold_nan(array: np.ndarray) -> bool:
+    return array.dtype.kind in "fc"
+
+
+def _count_non_finite(array: np.ndarray) -> int:
+    return int(np.count_nonzero(~np.isfinite(array)))
 
 
 def _finite_range(image: sitk.Image, name: str) -> tuple[np.ndarray, float, float]:
@@ -28,36 +53,92 @@ def _finite_range(image: sitk.Image, name: str) -> tuple[np.ndarray, float, floa
     if not array.size:
         return array, 0.0, 0.0
     low, high = float(array.min()), float(array.max())
-    if not (np.isfinite(low) and np.isfinite(high)):
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise UnitsError(f"{name}: {bad} voxel(s) are NaN or infinite")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UnitsError(f"{name}: {_count_non_finite(array)} voxel(s) are NaN or infinite")
     return array, low, high
 
 
+def sample_slices(array: np.ndarray) -> np.ndarray:
+    """A view of every :data:`SAMPLE_ROW_STEP`-th row of at most :data:`SAMPLE_SLICES` evenly
+    spaced slices (first array axis) of a 3D ``array``; the whole array when it is no larger
+    than the sample would be."""
+    if array.ndim != 3 or array.size <= SAMPLE_SLICES * array.shape[2] * SAMPLE_ROW_STEP:
+        return array
+    step = max(1, math.ceil(array.shape[0] / SAMPLE_SLICES))
+    return array[step // 2 :: step, SAMPLE_ROW_STEP // 2 :: SAMPLE_ROW_STEP]
+
+
+def _sample_range(image: sitk.Image, name: str) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(whole array, sampled slices, sample minimum, sample maximum); a NaN or infinite voxel
+    in the sample is an error (counted over the whole image to word it)."""
+    array = sitk.GetArrayViewFromImage(image)
+    sample = sample_slices(array)
+    if not sample.size:
+        return array, sample, 0.0, 0.0
+    low, high = float(sample.min()), float(sample.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UnitsError(f"{name}: {_count_non_finite(array)} voxel(s) are NaN or infinite")
+    return array, sample, low, high
+
+
 def require_finite(image: sitk.Image, name: str) -> np.ndarray:
-    """The image's voxels as an array; NaN or infinite voxels are an error naming ``name``."""
-    return _finite_range(image, name)[0]
+    """The image's voxels as an array; NaN or infinite voxels are an error naming ``name``.
+
+    Integer images cannot hold them and are not read.
+    """
+    array = sitk.GetArrayViewFromImage(image)
+    if _can_hold_nan(array):
+        _finite_range(image, name)
+    return array
 
 
-def require_suv(image: sitk.Image, name: str = "PET") -> None:
-    """Refuse a PET image that holds Bq/mL (or counts) where SUV is expected."""
-    array, low, high = _finite_range(image, name)
-    # The percentile (a sort of a whole-body PET) is only needed when the maximum is not plausible
-    # on its own: a single hot voxel (bladder, artefact) may exceed the limit in a real SUV image.
+def require_suv(image: sitk.Image, name: str = "PET", *, whole: bool = True) -> None:
+    """Refuse a PET image that holds Bq/mL (or counts) where SUV is expected, or NaN.
+
+    ``whole=False``: judge the units on sampled slices (see the module's docstring); the caller
+    checks the voxels it reads with :func:`require_finite`.
+    """
+    if whole:
+        array, low, high = _finite_range(image, name)
+        sample = array
+    else:
+        array, sample, low, high = _sample_range(image, name)
+    # The percentile (a sort) is only needed when the maximum is not plausible on its own: a
+    # single hot voxel (bladder, artefact) may exceed the limit in a real SUV image.
     if high > MAX_PLAUSIBLE_SUV:
-        high = float(np.percentile(array, 99.9))
+        high = float(np.percentile(sample, 99.9))
         if high > MAX_PLAUSIBLE_SUV:
+            where = "99.9th percentile" if whole else "99.9th percentile of sampled slices"
             raise UnitsError(
-                f"{name}: values up to {high:.4g} (99.9th percentile) look like Bq/mL, not SUV; "
+                f"{name}: values up to {high:.4g} ({where}) look like Bq/mL, not SUV; "
                 f"convert with `bone-oligomet suv` first"
             )
-    if low < -1.0:
+    if low < MIN_PLAUSIBLE_SUV:
         raise UnitsError(f"{name}: minimum {low:.4g} is not a plausible SUV")
 
 
-def require_hu(image: sitk.Image, name: str = "CT") -> None:
-    """Refuse a CT whose values cannot be Hounsfield units (no air below −500 HU)."""
+def require_suv_crop(image: sitk.Image, name: str) -> None:
+    """Every voxel of a PET crop finite and ≥ the plausible SUV minimum (the parts of a PET
+    whose units were judged on a sample, :func:`require_suv` with ``whole=False``)."""
     _, low, _ = _finite_range(image, name)
+    if low < MIN_PLAUSIBLE_SUV:
+        raise UnitsError(f"{name}: minimum {low:.4g} is not a plausible SUV")
+
+
+def require_hu(image: sitk.Image, name: str = "CT", *, whole: bool = True) -> None:
+    """Refuse a CT whose values cannot be Hounsfield units (no air below −500 HU), or NaN.
+
+    Air found in sampled slices settles it (the image's minimum is lower still); otherwise
+    every voxel is read. ``whole=False`` leaves a float CT's NaN outside the sample to the
+    caller's :func:`require_finite` on what it reads (an integer CT holds none).
+    """
+    array = sitk.GetArrayViewFromImage(image)
+    if whole and _can_hold_nan(array):
+        _, low, _ = _finite_range(image, name)
+    else:
+        _, _, low, _ = _sample_range(image, name)
+        if low > MAX_PLAUSIBLE_CT_MINIMUM_HU:
+            _, low, _ = _finite_range(image, name)
     if low > MAX_PLAUSIBLE_CT_MINIMUM_HU:
         raise UnitsError(
             f"{name}: minimum value {low:.4g} — a body CT in HU contains air (≈ −1000 HU); "

@@ -74,7 +74,10 @@ def test_cohort_extracts_to_one_table_in_manifest_order(cohort, tmp_path):
     assert [(r["patient_id"], r["lesion_label"]) for r in rows] == [
         (m["patient_id"], int(m["lesion_label"])) for m in manifest
     ]
-    assert columns[:5] == ["patient_id", "lesion_label", "label", "clin_age", "clin_subtype"]
+    assert columns[:7] == [
+        "patient_id", "lesion_label", "label",
+        "clin_age", "clin_subtype", "clin_site", "clin_bone_change",
+    ]  # fmt: skip
     groups = [next(p for p in GROUP_PREFIXES if c.startswith(p)) for c in columns[5:]]
     assert groups == sorted(groups, key=GROUP_PREFIXES.index)
     assert not [(r["patient_id"], c) for r in rows for c in columns if _is_missing(r[c])]
@@ -147,6 +150,47 @@ def test_a_bad_case_is_recorded_and_the_run_goes_on(cohort, tmp_path):
     summary = extract_cohort(_write_manifest(rows, tmp_path / "manifest.csv"), out)
     assert summary.n_failed == 0
     assert not output_paths(out)["errors"].exists()
+
+
+def test_bad_voxels_fail_their_lesion_and_wrong_units_their_case(cohort, tmp_path):
+    """A NaN in one lesion's PET crop (in a slice the whole-image unit sample skips) fails that
+    lesion with its name; a PET in Bq/mL fails every lesion of its case; the rest goes on."""
+    from BoneOligoMetLib.geometry import label_regions
+    from BoneOligoMetLib.units import sample_slices
+
+    rows = _absolute(_manifest_rows(cohort), cohort.parent)
+    second = [r for r in rows if r["patient_id"] == "BOM0002"]
+    suv = read_image(second[0]["suv"], pixel_type=sitk.sitkFloat32)
+    lesions = read_image(second[0]["lesions"])
+    region = label_regions(lesions)[2]
+    centre = [s + n // 2 for s, n in zip(region.start, region.size)]
+    x, y, z = suv.TransformPhysicalPointToIndex(lesions.TransformIndexToPhysicalPoint(centre))
+    _, ny, nz = suv.GetSize()
+    rows_read = set(np.unique(sample_slices(np.arange(nz * ny).reshape(nz, ny, 1))).tolist())
+    z = next(k for k in range(z, nz) if k * ny + y not in rows_read)
+    array = sitk.GetArrayFromImage(suv)
+    array[z, y, x] = np.nan
+    bad = sitk.GetImageFromArray(array)
+    bad.CopyInformation(suv)
+    write_image(bad, tmp_path / "suv_nan.nrrd")  # ITK reads NIfTI NaN as 0
+    changed = []
+    for row in rows:
+        if row["patient_id"] == "BOM0002":
+            row = {**row, "suv": str(tmp_path / "suv_nan.nrrd")}
+        elif row["patient_id"] == "BOM0003":
+            row = {**row, "suv": row["pet_bqml"]}
+        changed.append(row)
+    manifest = _write_manifest(changed, tmp_path / "manifest.csv")
+    summary = extract_cohort(manifest, tmp_path / "features.csv")
+    errors = {
+        (e["patient_id"], e["lesion_label"]): e["error"]
+        for e in _manifest_rows(output_paths(tmp_path / "features.csv")["errors"])
+    }
+    assert "BOM0001" not in {p for p, _ in errors}
+    assert errors[("BOM0002", "2")].startswith("BOM0002 lesion 2: PET crop: 1 voxel(s) are NaN")
+    assert errors[("BOM0003", "1")].startswith("BOM0003: PET: values up to")
+    assert "look like Bq/mL" in errors[("BOM0003", "1")]
+    assert summary.n_ok == len(rows) - len(errors)
 
 
 def test_a_changed_params_file_invalidates_only_its_group(cohort, tmp_path):
@@ -268,7 +312,12 @@ def test_manifest_checks(cohort, tmp_path, capsys):
     manifest = read_manifest(cohort)
     assert manifest.n_lesions == 4
     assert all(case.liver_seed_lps_mm is not None for case in manifest.cases)
-    assert manifest.clinical_columns == ("clin_age", "clin_subtype")
+    assert manifest.clinical_columns == (
+        "clin_age",
+        "clin_subtype",
+        "clin_site",
+        "clin_bone_change",
+    )
     seeded = [{**row, "liver_seed_lps_mm": "1.5, -2, 30"} for row in rows[:1]]
     assert read_manifest(_write_manifest(seeded, tmp_path / "e.csv")).cases[
         0

@@ -137,3 +137,105 @@ def test_mask_labels_and_binary_mask():
 def test_bad_masks_are_refused(values, message):
     with pytest.raises(MaskError, match=message):
         geometry.mask_labels(make_image(values), "lesion.nii.gz")
+
+
+# --- label_regions: every lesion's box from one pass --------------------------------------------
+
+
+def _shape_statistics_regions(image):
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.Execute(sitk.Cast(image, sitk.sitkUInt32))
+    return {
+        label: geometry.Region(
+            shapes.GetBoundingBox(label)[:3], shapes.GetBoundingBox(label)[3:], image.GetSize()
+        )
+        for label in shapes.GetLabels()
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64])
+def test_label_regions_equal_shape_statistics(dtype):
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        shape = tuple(int(n) for n in rng.integers(1, 14, 3))
+        labels = np.zeros(shape, dtype)
+        for _ in range(int(rng.integers(1, 6))):
+            z, y, x = (int(rng.integers(0, n)) for n in shape)
+            labels[z : z + 3, y : y + 2, x] = rng.integers(1, 5)
+        image = make_image(labels)
+        assert geometry.label_regions(image) == _shape_statistics_regions(image)
+
+
+def test_label_regions_of_lesions_sharing_slices_far_apart():
+    """Two lesions in the same slices, in different rows and columns, and one label in two
+    separate places: blocks are found per run of slices, rows and columns, boxes merged."""
+    labels = np.zeros((12, 40, 50), np.uint8)
+    labels[3:6, 2:5, 3:7] = 1
+    labels[4:7, 30:35, 40:44] = 2
+    labels[9, 20, 25] = 1
+    labels[4, 3, 45] = 3
+    image = make_image(labels)
+    regions = geometry.label_regions(image)
+    assert regions == _shape_statistics_regions(image)
+    assert regions[1] == geometry.Region((3, 2, 3), (23, 19, 7), (50, 40, 12))
+
+
+def test_label_regions_with_large_label_values():
+    labels = np.zeros((4, 5, 6), np.int32)
+    labels[1, 2, 3] = 70000
+    labels[2:4, 0, 0] = 5
+    image = make_image(labels)
+    assert geometry.label_regions(image) == _shape_statistics_regions(image)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (np.nan, "NaN or infinite"),
+        (np.inf, "NaN or infinite"),
+        (0.5, "non-integer"),
+        (-2, "negative"),
+    ],
+)
+def test_label_regions_refuses_bad_values_anywhere(value, message):
+    """Every non-zero voxel is checked, wherever it lies (far from the lesions as well)."""
+    labels = np.zeros((30, 20, 20), np.float32)
+    labels[5:8, 5:8, 5:8] = 1
+    labels[25, 17, 2] = value
+    with pytest.raises(MaskError, match=f"lesions.nii.gz: .*{message}"):
+        geometry.label_regions(make_image(labels), "lesions.nii.gz")
+
+
+def test_label_regions_empty_and_negative_zero():
+    labels = np.zeros((6, 6, 6), np.float32)
+    with pytest.raises(MaskError, match=r"lesions\.nii\.gz: empty"):
+        geometry.label_regions(make_image(labels), "lesions.nii.gz")
+    labels[2, 2, 2] = -0.0  # a zero, whatever its sign bit
+    with pytest.raises(MaskError, match="empty"):
+        geometry.label_regions(make_image(labels), "lesions.nii.gz")
+
+
+def test_mask_physical_bounds_is_the_box_of_every_voxel_corner():
+    """8 outer corners give the box of all 64 voxel corners, on an oblique grid too."""
+    angle = 0.3
+    c, s = np.cos(angle), np.sin(angle)
+    direction = (c, -s, 0, s, c, 0, 0, 0, 1)
+    labels = np.zeros((6, 7, 8), np.uint8)
+    labels[1:4, 2:6, 3:5] = 1
+    mask = make_image(
+        labels, spacing=(0.9, 1.3, 2.7), origin=(3.1, -7.2, 11.0), direction=direction
+    )
+    corners = np.array(
+        [
+            mask.TransformContinuousIndexToPhysicalPoint((i + di, j + dj, k + dk))
+            for i in (3, 4)
+            for j in (2, 5)
+            for k in (1, 3)
+            for di in (-0.5, 0.5)
+            for dj in (-0.5, 0.5)
+            for dk in (-0.5, 0.5)
+        ]
+    )
+    low, high = geometry.mask_physical_bounds(mask)
+    assert np.array_equal(low, corners.min(axis=0))
+    assert np.array_equal(high, corners.max(axis=0))

@@ -15,11 +15,14 @@ from BoneOligoMetLib.cli import main
 from BoneOligoMetLib.errors import GeometryError, MaskError, UnitsError
 from BoneOligoMetLib.metabolic import (
     LesionMetabolics,
+    _intensity_peaks,
     lesion_metabolics,
     liver_reference,
+    liver_sphere,
+    measure_binary,
     metabolic_table,
 )
-from BoneOligoMetLib.peak import PEAK_RADIUS_MM, sphere_weights
+from BoneOligoMetLib.peak import PEAK_RADIUS_MM, intensity_peaks, sphere_weights
 
 SPHERE_1ML_MM3 = 1000.0
 
@@ -367,6 +370,47 @@ def test_liver_reference_on_a_uniform_liver():
     assert liver.volume_ml == pytest.approx(4 / 3 * math.pi * 15**3 / 1000, rel=1e-3)
     assert liver.voxel_count > liver.volume_ml * 1000 / 8
     assert liver.diameter_mm == 30.0
+
+
+def test_liver_sphere_reads_only_its_sphere_and_refuses_nan_there():
+    pet, _ = liver_and_lesions()
+    seed = (21.3, 40.7, 39.1)
+    assert liver_sphere(pet, seed) == liver_reference(pet, seed)
+    far = sitk.GetArrayFromImage(pet)
+    far[39, 39, 39] = np.nan  # outside the sphere: liver_sphere does not read it
+    assert liver_sphere(image(far), seed) == liver_reference(pet, seed)
+    with pytest.raises(UnitsError, match="NaN"):
+        liver_reference(image(far), seed)  # the whole-image check does
+    near = sitk.GetArrayFromImage(pet)
+    near[20, 20, 10] = np.nan  # the sphere's centre voxel
+    with pytest.raises(UnitsError) as error:
+        liver_sphere(image(near), seed)
+    assert "PET: NaN or infinite voxels in the 30 mm liver sphere at (21.3, 40.7, 39.1)" in (
+        one_line(error)
+    )
+
+
+@pytest.mark.parametrize("weighting", ["partial", "centre"])
+def test_cached_peak_kernel_gives_the_peaks_of_peak_py(weighting):
+    rng = np.random.default_rng(5)
+    values = rng.uniform(0.5, 9.0, (9, 11, 10))
+    roi = np.zeros(values.shape, bool)
+    roi[3:6, 4:8, 2:7] = True
+    for spacing in ((3.27, 4.0, 4.0), (2.0, 2.0, 2.0)):
+        for _ in range(2):  # the second call uses the cached kernel
+            assert _intensity_peaks(values, roi, spacing, PEAK_RADIUS_MM, weighting) == (
+                intensity_peaks(values, roi, spacing, PEAK_RADIUS_MM, weighting)
+            )
+
+
+def test_measure_binary_on_a_tight_mask_is_lesion_metabolics():
+    pet, lesion_labels = liver_and_lesions()
+    liver = liver_reference(pet, (21.0, 40.0, 40.0))
+    binary = sitk.Equal(lesion_labels, 1)
+    tight = binary[28:31, 18:21, 18:21]
+    assert measure_binary(pet, tight, 1, None, liver, 2.2, "partial", tight=True) == (
+        lesion_metabolics(pet, lesion_labels, 1, liver=liver)
+    )
 
 
 def test_liver_sphere_on_a_face_between_two_values_is_their_mean():

@@ -28,10 +28,16 @@ from BoneOligoMetLib.phantom import generate_patient
 from BoneOligoMetLib.radiomics import (
     PACKAGED,
     ParamsError,
+    _extractor,
     analysis_grid,
+    clamp,
+    compute,
     extract_image_features,
     load_params,
+    onto_grid,
     params_path,
+    reads_beyond_mask,
+    tight_grid,
 )
 
 # --- synthetic images ------------------------------------------------------------------------
@@ -210,6 +216,75 @@ def test_crop_then_resample_equals_pyradiomics_on_the_whole_image(textured):
         assert _relative_difference(ours, whole) < 1e-6
 
 
+def _lesion_on_grid(textured, params, label=1):
+    ct, mask = textured
+    binary = sitk.Cast(sitk.Equal(mask, label), sitk.sitkUInt8)
+    region = _bounding_region(binary, 1)
+    crop, start = crop_region(binary, region)
+    grid = analysis_grid(crop, start, region, params)
+    return ct, grid
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # pykwalify
+@pytest.mark.parametrize("filters", [None, {"LoG": {"sigma": [1.0]}}])
+def test_tight_grid_gives_the_padded_grids_features(textured, filters):
+    """Cut to the mask's box, the images are interpolated only where features are computed:
+    the values are the same, bit for bit; a filter reads around the lesion and keeps the pad."""
+    overrides = {"imageType": {"Original": {}, **filters}} if filters else None
+    params = load_params("ct", overrides=overrides, image="ct")
+    for label in (1, 2):
+        ct, padded = _lesion_on_grid(textured, params, label)
+        tight = tight_grid(padded, params)
+        if filters:
+            assert reads_beyond_mask(params)
+            assert tight is padded
+            continue
+        assert np.prod(tight.GetSize()) < np.prod(padded.GetSize())
+        assert (sitk.GetArrayViewFromImage(tight) == 0).any()  # lesion 2 fills its box
+        values = [
+            compute(clamp(onto_grid(ct, grid, params), params), grid, params)
+            for grid in (padded, tight)
+        ]
+        assert values[0] == values[1]
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # pykwalify
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        None,
+        {"imageType": {"Original": {}, "LoG": {"sigma": [1.0, 2.0]}}},
+        {"featureClass": {"glcm": None}},
+    ],
+)
+def test_mask_checked_once_for_several_images_gives_pyradiomics_execute(textured, overrides):
+    """compute(shared=...) skips pyradiomics' repeated mask preparation, not its results."""
+    params = load_params("ct", overrides=overrides, image="ct")
+    ct, grid = _lesion_on_grid(textured, params)
+    images = [onto_grid(ct, grid, params), onto_grid(sitk.Abs(ct), grid, params)]
+    images.append(sitk.Cast(images[0] * 0.5 + 30.0, sitk.sitkFloat32))
+    shared: dict = {}
+    for number, image in enumerate(images):
+        shape = number == 0
+        ours = compute(image, grid, params, shape=shape, shared=shared)
+        plain = _extractor(params, shape).execute(image, grid, label=1)
+        plain = {k: float(v) for k, v in plain.items() if not k.startswith("diagnostics_")}
+        assert list(ours) == list(plain)
+        assert ours == plain
+        assert any(k.startswith("original_shape_") for k in ours) == (
+            shape and "shape" in _extractor(params, True).enabledFeatures
+        )
+    assert len(shared) == 1  # one mask preparation for the three images
+
+
+def test_clamp_returns_the_image_when_nothing_is_outside_the_range():
+    params = load_params("pet")
+    inside = _image([[[0.0, 12.5, 50.0]]], (1, 1, 1))
+    assert clamp(inside, params) is inside
+    outside = clamp(_image([[[-1.0, 12.5, 60.0]]], (1, 1, 1)), params)
+    assert sitk.GetArrayFromImage(outside).ravel().tolist() == [0.0, 12.5, 50.0]
+
+
 def test_features_do_not_depend_on_the_crop_margin(textured):
     ct, mask = textured
     params = load_params("ct")
@@ -356,6 +431,116 @@ def test_unit_and_label_errors_name_the_case(patient):
     case = prepare_case(patient.ct, patient.suv, patient.lesion_labels, name="BOM9")
     with pytest.raises(ValueError, match=r"BOM9: lesion label 7 not found"):
         lesion_features(case, 7)
+
+
+def _with(image, values_at):
+    """A copy of ``image`` with {(x, y, z) index: value} written (float32)."""
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    for (x, y, z), value in values_at.items():
+        array[z, y, x] = value
+    copy_ = sitk.GetImageFromArray(array)
+    copy_.CopyInformation(image)
+    return copy_
+
+
+def _unsampled_index(image, near_xyz):
+    """The voxel index nearest ``near_xyz`` (x, y, z) in a slice and row the unit sample skips."""
+    from BoneOligoMetLib.units import sample_slices
+
+    nx, ny, nz = image.GetSize()
+    index = np.arange(nz * ny).reshape(nz, ny, 1).repeat(nx, axis=2)  # slice and row numbers
+    sampled = set(np.unique(sample_slices(index)).tolist())
+    x, y, z = near_xyz
+    for dz in range(nz):
+        for k in (z + dz, z - dz):
+            if 0 <= k < nz and k * ny + y not in sampled:
+                return (x, y, k)
+    raise AssertionError("every slice sampled")
+
+
+def _lesion_voxel(patient, label, on):
+    """A voxel index of image ``on`` at the centre of lesion ``label``'s box (CT-grid labels)."""
+    region = label_regions(patient.lesion_labels)[label]
+    centre = [s + n // 2 for s, n in zip(region.start, region.size)]
+    point = patient.lesion_labels.TransformIndexToPhysicalPoint(centre)
+    return on.TransformPhysicalPointToIndex(point)
+
+
+def test_nan_in_a_lesion_crop_is_refused_naming_the_lesion(patient):
+    """prepare_case judges units on sampled slices; each crop a lesion reads is checked whole."""
+    pet_voxel = _unsampled_index(patient.suv, _lesion_voxel(patient, 1, patient.suv))
+    nan_pet = _with(patient.suv, {pet_voxel: np.nan})
+    case = prepare_case(patient.ct, nan_pet, patient.lesion_labels, name="BOM9")  # not sampled
+    with pytest.raises(ValueError, match=r"^BOM9 lesion 1: PET crop: 1 voxel\(s\) are NaN"):
+        lesion_features(case, 1)
+    metabolic_off = ExtractionConfig(metabolic=False, images=("pet",))
+    with pytest.raises(ValueError, match=r"BOM9 lesion 1: PET crop: .*NaN"):
+        lesion_feature_groups(case, 1, metabolic_off)
+    negative = prepare_case(
+        patient.ct, _with(patient.suv, {pet_voxel: -4.0}), patient.lesion_labels, name="BOM9"
+    )
+    with pytest.raises(ValueError, match="BOM9 lesion 1: PET crop: minimum -4 is not a plausible"):
+        lesion_features(negative, 1)
+    ct_voxel = _unsampled_index(patient.ct, _lesion_voxel(patient, 2, patient.ct))
+    nan_ct = _with(patient.ct, {ct_voxel: np.inf})  # a float CT can hold NaN and inf
+    case = prepare_case(nan_ct, patient.suv, patient.lesion_labels, name="BOM9")
+    with pytest.raises(ValueError, match=r"BOM9 lesion 2: CT crop: 1 voxel\(s\) are NaN"):
+        lesion_features(case, 2)
+
+
+def test_nan_in_the_sample_or_the_liver_sphere_is_refused_by_prepare_case(patient):
+    from BoneOligoMetLib.units import sample_slices
+
+    nx, ny, nz = patient.suv.GetSize()
+    index = np.arange(nz * ny * nx).reshape(nz, ny, nx)
+    sampled = int(sample_slices(index).ravel()[len(sample_slices(index).ravel()) // 2])
+    z, rest = divmod(sampled, ny * nx)
+    y, x = divmod(rest, nx)
+    nan_pet = _with(patient.suv, {(x, y, z): np.nan})
+    with pytest.raises(ValueError, match=r"^BOM9: PET: 1 voxel\(s\) are NaN or infinite$"):
+        prepare_case(patient.ct, nan_pet, patient.lesion_labels, name="BOM9")
+    seed = patient.liver_seed_lps_mm
+    liver_voxel = _unsampled_index(patient.suv, patient.suv.TransformPhysicalPointToIndex(seed))
+    nan_liver = _with(patient.suv, {liver_voxel: np.nan})
+    prepare_case(patient.ct, nan_liver, patient.lesion_labels, name="BOM9")  # no liver: fine
+    with pytest.raises(ValueError, match=r"^BOM9: PET: NaN or infinite voxels in the 30 mm liver"):
+        prepare_case(
+            patient.ct, nan_liver, patient.lesion_labels, liver_seed_lps_mm=seed, name="BOM9"
+        )
+
+
+def test_nan_outside_every_voxel_read_changes_nothing(patient, case):
+    """What is not read (not sampled, in no crop, not in the liver sphere) cannot change a
+    value: the extraction goes on with the same numbers."""
+    far = _unsampled_index(patient.suv, (2, 2, 2))
+    nan_pet = _with(patient.suv, {far: np.nan})
+    unread = prepare_case(
+        patient.ct,
+        nan_pet,
+        patient.lesion_labels,
+        liver_seed_lps_mm=patient.liver_seed_lps_mm,
+    )
+    assert lesion_features(unread, 1) == lesion_features(case, 1)
+
+
+def test_wrong_ct_units_and_empty_labels_are_refused_by_prepare_case(patient):
+    shifted = sitk.Cast(patient.ct, sitk.sitkFloat32) + 1024.0
+    with pytest.raises(ValueError, match=r"^BOM9: CT: minimum value .* rescale intercept"):
+        prepare_case(shifted, patient.suv, patient.lesion_labels, name="BOM9")
+    empty = sitk.Image(patient.lesion_labels.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(patient.lesion_labels)
+    with pytest.raises(ValueError, match=r"^BOM9: lesion label image: empty"):
+        prepare_case(patient.ct, patient.suv, empty, name="BOM9")
+
+
+def test_a_lesion_filling_its_box_on_the_1mm_grid(patient):
+    """A cuboid lesion: the cut analysis grid keeps background around it."""
+    labels = sitk.Image(patient.lesion_labels.GetSize(), sitk.sitkUInt8)
+    labels.CopyInformation(patient.lesion_labels)
+    labels[90:96, 80:86, 70:73] = 1
+    case = prepare_case(patient.ct, patient.suv, labels)
+    row = lesion_features(case, 1)
+    assert row["ct_original_shape_VoxelVolume"] > 0
 
 
 # --- the command -------------------------------------------------------------------------------

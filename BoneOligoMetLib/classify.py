@@ -131,6 +131,12 @@ def classify_case(
     report(0.0, "loading the model")
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle if bundle is not None else default_bundle_path(), device)
+    liver_columns = [c for c in bundle.schema if "liver" in c or c == "met_fdg_avid"]
+    if liver_columns and liver_seed_lps_mm is None:
+        raise BundleError(
+            f"{name}: the model uses the liver reference ({liver_columns[0]}, ...): give the liver "
+            "seed point (--liver-seed X,Y,Z in LPS mm; a 3 cm sphere in the liver, §2.3)"
+        )
     report(0.05, "checking the images")
     case = prepare_case(
         ct, suv, lesions, liver_seed_lps_mm=liver_seed_lps_mm, config=bundle.extraction, name=name

@@ -75,7 +75,7 @@ from BoneOligoMetLib.units import require_finite, require_hu, require_suv, requi
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-GROUPS = ("met", *IMAGE_KINDS)  # feature groups, in column order after clin_*
+GROUPS = ("met", *IMAGE_KINDS, "dl")  # feature groups, in column order after clin_*
 # DESIGN.md: oligometastatic disease has at most 5 bone lesions.
 OLIGO_MAX_LESIONS = 5
 
@@ -106,6 +106,7 @@ class ExtractionConfig:
     mtv_threshold_suv: float = MTV_THRESHOLD_SUV  # §2.3
     peak_weighting: str = "partial"
     liver_diameter_mm: float = LIVER_DIAMETER_MM  # §2.3: 3 cm sphere
+    deep_model: Optional[str] = None  # folder of ct/ and pet/ networks (train-deep): dl_* columns
 
     def __post_init__(self) -> None:
         images = tuple(self.images)
@@ -134,6 +135,10 @@ class ExtractionConfig:
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number ≥ 0, got {value}")
             object.__setattr__(self, name, value)
+        if self.deep_model is not None:
+            object.__setattr__(
+                self, "deep_model", str(Path(self.deep_model).expanduser().resolve())
+            )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ExtractionConfig:
@@ -159,8 +164,9 @@ class ExtractionConfig:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """Feature groups computed, in column order: ``met`` then the images."""
-        return (("met",) if self.metabolic else ()) + self.images
+        """Feature groups computed, in column order: ``met``, the images, ``dl`` (deep)."""
+        deep = ("dl",) if self.deep_model is not None else ()
+        return (("met",) if self.metabolic else ()) + self.images + deep
 
     def params(self, image: str) -> RadiomicsParams:
         """The validated parameters for ``image`` (``ct``, ``pet``, ``petct``), filters and
@@ -184,6 +190,8 @@ class ExtractionConfig:
         elif group in IMAGE_KINDS:
             # Not the crop margin: beyond the needed one it changes values by < 1e-6.
             spec = {"params": self.params(group).as_mapping()}
+        elif group == "dl" and self.deep_model is not None:
+            spec = {"networks": _deep_networks_spec(self.deep_model)}
         else:
             raise ConfigError(f"unknown feature group {group!r}; groups: {', '.join(GROUPS)}")
         import radiomics as pyradiomics
@@ -454,8 +462,44 @@ def lesion_feature_groups(
     for group in config.groups:
         if group not in wanted:
             continue
-        results[group] = _metabolic(images) if group == "met" else _radiomics(images, group)
+        if group == "met":
+            results[group] = _metabolic(images)
+        elif group == "dl":
+            results[group] = _deep(case, int(label), config)
+        else:
+            results[group] = _radiomics(images, group)
     return results
+
+
+def _deep_networks_spec(folder: str) -> dict[str, Any]:
+    """What decides the deep features: each network's weights hash and patch settings."""
+    spec = {}
+    for modality in ("ct", "pet"):
+        path = Path(folder) / modality / "network.json"
+        if path.is_file():
+            meta = json.loads(path.read_text())
+            spec[modality] = [meta.get("weights_sha256"), meta.get("config", {}).get("patch")]
+    if not spec:
+        raise ConfigError(f"deep_model {folder}: no ct/ or pet/ network (network.json) found")
+    return spec
+
+
+@functools.lru_cache(maxsize=4)
+def _deep_extractor(folder: str, stamp: str):
+    from BoneOligoMetLib.deep.features import DeepFeatureExtractor
+
+    return DeepFeatureExtractor.from_folder(folder)
+
+
+def _deep(case: PreparedCase, label: int, config: ExtractionConfig) -> dict[str, Any]:
+    """``dl_ct_*``, ``dl_pet_*`` of one lesion (:mod:`BoneOligoMetLib.deep.features`)."""
+    folder = str(config.deep_model)
+    stamp = json.dumps(_deep_networks_spec(folder), sort_keys=True)
+    extractor = _deep_extractor(folder, stamp)
+    rows = extractor.case_features(
+        case.ct, case.suv, case.lesions, labels=[label], regions=case.regions, name=case.name
+    )
+    return rows[label]
 
 
 def lesion_features(

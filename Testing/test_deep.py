@@ -314,6 +314,24 @@ def test_train_deep_command_and_deep_features(small_cohort, tmp_path, capsys):
     again = DeepFeatureExtractor.from_folder(out).case_features(ct, suv, lesions)
     assert again[label] == rows[label]  # reloaded networks: identical features
 
+    # the cohort machinery: extract --deep adds the dl_* columns, resumably
+    from BoneOligoMetLib.store import read_table
+
+    table = tmp_path / "features.csv"
+    args = ["extract", "--manifest", str(small_cohort), "--out", str(table), "--images", "pet",
+            "--deep", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    columns, table_rows = read_table(table)
+    assert columns[-len(extractor.columns) :] == extractor.columns
+    first = next(r for r in table_rows if r["patient_id"] == case.patient_id)
+    np.testing.assert_allclose(
+        [first[c] for c in extractor.columns], [rows[label][c] for c in extractor.columns],
+        rtol=1e-6,
+    )  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 computed" in capsys.readouterr().out
+
 
 def test_train_deep_without_labels_is_a_clear_error(tmp_path):
     from BoneOligoMetLib.cli import main

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-metabolic", action="store_true", help="no met_* columns")
     parser.add_argument(
+        "--deep", metavar="DIR", help="deep-feature networks (train-deep's folder): dl_* columns"
+    )
+    parser.add_argument(
         "--margin", type=float, default=0.0, metavar="MM", help="least crop margin, mm"
     )
     parser.add_argument(
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         fusion=None if args.fusion_alpha is None else FusionConfig(alpha=args.fusion_alpha),
         margin_mm=args.margin,
         metabolic=not args.no_metabolic,
+        deep_model=args.deep,
     )
     for image in config.images:  # a bad params file fails now, not in every worker
         config.params(image)

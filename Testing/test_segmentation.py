@@ -376,8 +376,8 @@ def test_non_avid_generated_lesion_and_soft_tissue_seed_give_the_message():
         segment_lesion(patient.ct, patient.suv, patient.liver_seed_lps_mm)
 
 
-# Seeds chosen after tuning (the defaults were tuned on cohort seed 11) and kept whatever the
-# result: patients 0–7 of seed 5150.
+# Seeds chosen after tuning (the defaults were tuned on cohort seeds 11 and 23) and kept whatever
+# the result: patients 0–7 of seed 5150.
 UNSEEN = [(5150, index) for index in range(8)]
 
 
@@ -417,16 +417,17 @@ def unseen_results():
 def test_avid_lesions_of_unseen_generated_patients_reach_dice_0_8():
     dices, _ = unseen_results()
     assert dices.size >= 8
-    # Regression floors: the target (median ≥ 0.85, 80 % at ≥ 0.8) is not met on these
-    # seeds (first run: median 0.84, 7 of 10 at ≥ 0.8); see bench/bench_segment.py.
-    assert np.median(dices) >= 0.8
-    assert np.mean(dices >= 0.8) >= 0.6, np.round(dices, 2)
+    # Floors from the PET+CT border tuned on seeds 11 and 23: on these seeds median 0.92, 8 of
+    # 10 at ≥ 0.8 (0.78 and 0.80 the lowest); one lesion's margin below. The cohort
+    # distribution (seed 7) is in bench/bench_segment.py and the README.
+    assert np.median(dices) >= 0.88, np.round(dices, 2)
+    assert np.mean(dices >= 0.8) >= 0.7, np.round(dices, 2)
+    assert dices.min() >= 0.7, np.round(dices, 2)
 
 
 def test_part_fractions_of_unseen_generated_patients_within_2_points():
     _, errors = unseen_results()
     assert errors.size >= 1
-    # Floor raised from 0.75 with the core-based necrosis rule: 5 of 5 parts within 2 pp on
-    # these seeds (worst 1.5 pp); 0.8 leaves one lesion's margin. Cohort numbers (seed 7):
-    # bench/bench_segment.py.
+    # 5 of 5 parts within 2 pp on these seeds (cores grown to their half-way HU); 0.8 leaves
+    # one lesion's margin. Cohort numbers (seed 7): bench/bench_segment.py.
     assert np.mean(errors <= 0.02) >= 0.8, np.round(errors, 3)

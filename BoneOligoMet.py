@@ -1,163 +1,1268 @@
 """BoneOligoMet 3D Slicer module: a thin layer over BoneOligoMetLib.
 
-The Widget only maps the panel to one Logic call; the Logic converts MRML nodes to and from
-SimpleITK images (RAS/LPS through ``BoneOligoMetLib.coords``, the one tested conversion) and calls
-the library. Nothing numerical lives here. The full reading panel (fused display, rule-guided
-delineation, one-click classification) is built up by later releases; this version computes the
-per-lesion PET metabolic parameters of a lesion label map on an SUV volume.
+The panel follows a reading: inputs (CT, PET in SUV, lesion segmentation, liver reference point,
+clinical values) -> fused PET/CT display -> rule-guided delineation (Segment Editor, seed points
+grown by the study's SUV >= 2.2 rule, the ROI-rule checks with "include part") -> one-click
+classification -> results (table, probability overlay with a colour legend) -> .nii.gz export.
+
+The Widget maps each button to one Logic call inside ``slicer.util.tryWithErrorDisplay``; the Logic
+converts MRML nodes to and from SimpleITK images (RAS/LPS only through ``BoneOligoMetLib.coords``)
+and calls the library. Nothing clinical or numerical lives here.
+
+Classification runs in a background process (``Resources/Scripts/classify_worker.py`` under
+PythonSlicer), as MONAIAuto3DSeg and TotalSegmentator run their networks: the CNN and pyradiomics
+hold the CPU for tens of seconds, a process can be stopped at once (Cancel), its memory and GPU
+memory are returned when it ends, and a crash in a native library cannot take Slicer down. The
+blocking form of ``slicer.util.launchConsoleProcess`` exists in every supported Slicer (5.8+); a
+thread reads the output and a QTimer hands it to the GUI thread.
 """
 
+import importlib.util
+import json
 import logging
+import numbers
 import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from typing import Annotated, Optional
 
+import qt
 import slicer
+import vtk
+from slicer import (
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
 
-# The library folder sits beside this file (repository root = module folder).
-_MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+RESOURCES_DIR = os.path.join(MODULE_DIR, "Resources")
+WORKER_SCRIPT = os.path.join(RESOURCES_DIR, "Scripts", "classify_worker.py")
+REQUIREMENTS_FILE = os.path.join(RESOURCES_DIR, "requirements.txt")
 
-# Libraries BoneOligoMetLib needs; all ship with Slicer >= 5.8 (numpy, scipy, SimpleITK, pydicom).
-REQUIRED_PACKAGES = ("numpy", "scipy", "SimpleITK", "pydicom")
+SAMPLE_NAME = "BoneOligoMet synthetic patient"
+SAMPLE_SEED = 3  # a small synthetic patient with three lesions and necrotic/calcified parts
+SAMPLE_LESIONS = ("osteolytic_metastasis", "mixed_metastasis", "healing_fracture")
+SUBTYPES = ("unknown", "HR+", "HER2+", "triple-negative")
+SEGMENTATION_METHODS = ("petct", "pet")  # BoneOligoMetLib.segmentation: PET+CT border, plain 2.2
+DEVICES = ("auto", "cpu", "cuda")
+DEMO_MODEL_STATUS = "Packaged demo model: synthetic demo model — not for clinical use"
+SEED_TAG = "BoneOligoMet.seed"  # marks segments grown from seed points (re-growing replaces them)
+# Display only: CT bone window (width, level, HU); PET SUV 0-8 shows marrow (1-2) and liver
+# (2-2.5) in the lower colours and saturates on avid lesions.
+CT_WINDOW_HU = (1800.0, 400.0)
+PET_WINDOW_SUV = (0.0, 8.0)
+PET_OPACITY = 0.5
+PROBABILITY_OPACITY = 0.6
+# Packages the in-process steps use; every supported Slicer ships them.
+CORE_PACKAGES = ("numpy", "scipy", "SimpleITK", "pydicom")
+# Packages that come from another Slicer extension rather than from pip (see requirements.txt).
+EXTENSION_PACKAGES = {
+    "torch": "install the PyTorch extension from the Extensions Manager (PyTorchUtils picks "
+    "a build for your GPU driver)",
+    "pyradiomics": "install the SlicerRadiomics extension from the Extensions Manager (it "
+    "builds pyradiomics for this Slicer; PyPI has no wheel for Slicer's Python)",
+}
+# Slicer's own packages, pinned to the installed version whenever anything is installed.
+PROTECTED_PACKAGES = ("numpy", "scipy", "SimpleITK", "vtk")
+PATIENT_ROW = "(patient)"  # the rule table's row of patient-level checks (lesion count)
+RESULT_COLUMNS = ("segment", "lesion", "probability", "label")
+RULE_COLUMNS = ("segment", "lesion", "rule", "status", "value", "threshold", "unit", "message")
+CLINICAL_COLUMNS = ("segment", "lesion", "site", "bone_change")
 
 
-def missingPackages():
-    """Names of required Python packages that cannot be imported in this Slicer."""
-    import importlib.util
+def registerSampleData():
+    """Adds the synthetic patient to Sample Data: generated on this computer, not downloaded."""
+    import SampleData
 
-    return [name for name in REQUIRED_PACKAGES if importlib.util.find_spec(name) is None]
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="BoneOligoMet",
+        sampleName=SAMPLE_NAME,
+        uris=[],
+        fileNames=[],
+        nodeNames=[],
+        thumbnailFileName=os.path.join(RESOURCES_DIR, "Icons", "BoneOligoMetSyntheticPatient.png"),
+        customDownloader=loadSampleData,
+    )
+
+
+def loadSampleData(source=None):
+    """Sample Data's button: a synthetic PET/CT patient made by BoneOligoMetLib's generator."""
+    with slicer.util.tryWithErrorDisplay(
+        _("Failed to create the synthetic patient."), waitCursor=True
+    ):
+        logic = BoneOligoMetLogic()
+        logic.loadSyntheticPatient(logic.getParameterNode())
 
 
 class BoneOligoMet(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "BoneOligoMet"
+        self.parent.title = _("BoneOligoMet")
         self.parent.categories = ["Nuclear Medicine"]
         self.parent.dependencies = []
         self.parent.contributors = ["BoneOligoMet developers"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Benign vs malignant bone lesions on 18F-FDG PET/CT in breast-cancer bone "
-            "oligometastases. This version computes per-lesion PET metabolic parameters (SUVmax, "
-            "SUVmean, SUVpeak, MTV, TLG, liver ratio) of a lesion label map on an SUV volume. "
-            "Research software: the bundled model is trained on synthetic data and is not for "
-            "clinical use."
+            "oligometastases: fused PET/CT display, lesion delineation by the study's ROI rules "
+            "(SUV 2.2 seed growing, rule checks), one-click classification with a probability "
+            "overlay, and .nii.gz export. Research software: the packaged model is trained on "
+            "synthetic data and is not for clinical use."
         )
-        self.parent.acknowledgementText = (
+        self.parent.acknowledgementText = _(
             "Reproduces the protocol of a published PET/CT radiomics and deep-learning study of "
-            "breast-cancer bone oligometastases; built on pyradiomics, SimpleITK and PyTorch."
+            "breast-cancer bone oligometastases; built on pyradiomics, SimpleITK and PyTorch. "
+            "The panel's structure follows Slicer's scripted-module template."
+        )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+@parameterNodeWrapper
+class BoneOligoMetParameterNode:
+    """Everything the panel shows; saved with the scene.
+
+    suvWeightKg, suvDoseMBq, suvInjectionTime - override the PET DICOM header (0 / "" = header).
+    age (0 = not given), subtype - clinical values; per-lesion site and bone change live in
+    lesionClinicalTable. modelFolder - a trained bundle; "" = the packaged synthetic demo model.
+    modelStatus, deviceStatus - what the panel says about the model and where it ran.
+    """
+
+    ctVolume: vtkMRMLScalarVolumeNode
+    petVolume: vtkMRMLScalarVolumeNode
+    suvWeightKg: Annotated[float, WithinRange(0.0, 400.0)] = 0.0
+    suvDoseMBq: Annotated[float, WithinRange(0.0, 5000.0)] = 0.0
+    suvInjectionTime: str = ""
+    segmentation: vtkMRMLSegmentationNode
+    liverPoint: vtkMRMLMarkupsFiducialNode
+    age: Annotated[int, WithinRange(0, 120)] = 0
+    subtype: Annotated[str, Choice(SUBTYPES)] = "unknown"
+    lesionClinicalTable: vtkMRMLTableNode
+    seedPoints: vtkMRMLMarkupsFiducialNode
+    segmentationMethod: Annotated[str, Choice(SEGMENTATION_METHODS)] = "petct"
+    ruleTable: vtkMRMLTableNode
+    modelFolder: str = ""
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    modelStatus: str = DEMO_MODEL_STATUS
+    deviceStatus: str = ""
+    resultsTable: vtkMRMLTableNode
+    probabilityVolume: vtkMRMLScalarVolumeNode
+    exportFolder: str = ""
+    exportPerLesion: bool = False
+
+
+class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: every button is one Logic call; state lives in the parameter node."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._shownModelFolder = None
+        self._job = None
+        self._progressDialog = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/BoneOligoMet.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = BoneOligoMetLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        # The place widgets act on the point list chosen above them; they hold no state.
+        self.ui.seedPointsSelector.connect(
+            "currentNodeChanged(vtkMRMLNode*)", self.ui.seedPlaceWidget.setCurrentNode
+        )
+        self.ui.liverPointSelector.connect(
+            "currentNodeChanged(vtkMRMLNode*)", self.ui.liverPlaceWidget.setCurrentNode
+        )
+        self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
+        self.ui.loadPetDicomButton.connect("clicked(bool)", self.onLoadPetDicom)
+        self.ui.fusedDisplayButton.connect("clicked(bool)", self.onFusedDisplay)
+        self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditor)
+        self.ui.segmentFromSeedsButton.connect("clicked(bool)", self.onSegmentFromSeeds)
+        self.ui.checkRulesButton.connect("clicked(bool)", self.onCheckRules)
+        self.ui.includePartsButton.connect("clicked(bool)", self.onIncludeParts)
+        self.ui.modelFolderBrowseButton.connect("clicked(bool)", self.onBrowseModelFolder)
+        self.ui.demoModelButton.connect("clicked(bool)", self.onDemoModel)
+        self.ui.classifyButton.connect("clicked(bool)", self.onClassify)
+        self.ui.exportFolderBrowseButton.connect("clicked(bool)", self.onBrowseExportFolder)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.resultsTableView.connect("selectionChanged()", self.onResultsSelection)
+        self.ui.ruleTableView.connect("selectionChanged()", self.onRulesSelection)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._update)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode: Optional[BoneOligoMetParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._update)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets carry a "SlicerParameterName" property in the .ui file.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._update)
+            self._update()
+
+    def _update(self, caller=None, event=None) -> None:
+        """Buttons that can act, the tables shown, the model status for a new model folder."""
+        node = self._parameterNode
+        if node is None:
+            return
+        images = bool(node.ctVolume and node.petVolume)
+        idle = self._job is None
+        self.ui.fusedDisplayButton.enabled = images
+        self.ui.segmentEditorButton.enabled = bool(node.ctVolume)
+        self.ui.segmentFromSeedsButton.enabled = images and bool(node.seedPoints)
+        self.ui.checkRulesButton.enabled = images and bool(node.segmentation)
+        self.ui.includePartsButton.enabled = images and bool(node.ruleTable)
+        self.ui.classifyButton.enabled = images and bool(node.segmentation) and idle
+        self.ui.exportButton.enabled = bool(node.ctVolume) and bool(node.exportFolder)
+        views = (
+            (self.ui.lesionClinicalTableView, node.lesionClinicalTable),
+            (self.ui.ruleTableView, node.ruleTable),
+            (self.ui.resultsTableView, node.resultsTable),
+        )
+        for view, table in views:
+            if view.mrmlTableNode() != table:  # setting it again would reset the view
+                view.setMRMLTableNode(table)
+        if node.modelFolder != self._shownModelFolder:
+            self._shownModelFolder = node.modelFolder
+            node.modelStatus = self.logic.modelStatusText(node.modelFolder)
+
+    def onLoadSample(self) -> None:
+        with slicer.util.tryWithErrorDisplay(
+            _("Failed to create the synthetic patient."), waitCursor=True
+        ):
+            self.logic.loadSyntheticPatient(self._parameterNode)
+
+    def onLoadPetDicom(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), _("PET DICOM series folder")
+        )
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to read the PET as SUV."), waitCursor=True):
+            summary = self.logic.loadPetDicomAsSuv(self._parameterNode, folder)
+            slicer.util.showStatusMessage(summary, 8000)
+
+    def onFusedDisplay(self) -> None:
+        with slicer.util.tryWithErrorDisplay(
+            _("Failed to show the fused PET/CT."), waitCursor=True
+        ):
+            self.logic.showFusedPetCt(self._parameterNode)
+
+    def onSegmentEditor(self) -> None:
+        with slicer.util.tryWithErrorDisplay(
+            _("Failed to open the Segment Editor."), waitCursor=True
+        ):
+            segmentation = self.logic.ensureSegmentation(self._parameterNode)
+            slicer.util.selectModule("SegmentEditor")
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            editor.setSegmentationNode(segmentation)
+            editor.setSourceVolumeNode(self._parameterNode.ctVolume)
+
+    def onSegmentFromSeeds(self) -> None:
+        with slicer.util.tryWithErrorDisplay(
+            _("Failed to grow lesions from seeds."), waitCursor=True
+        ):
+            problems = self.logic.segmentFromSeeds(self._parameterNode)
+        if problems:
+            slicer.util.warningDisplay("\n".join(problems), windowTitle=_("Seeds not grown"))
+
+    def onCheckRules(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to check the ROI rules."), waitCursor=True):
+            self.logic.checkRules(self._parameterNode)
+
+    def onIncludeParts(self) -> None:
+        segment = self._selectedSegment(self.ui.ruleTableView)
+        with slicer.util.tryWithErrorDisplay(_("Failed to include the parts."), waitCursor=True):
+            self.logic.includeParts(self._parameterNode, segment)
+
+    def onBrowseModelFolder(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), _("Model bundle folder"), self._parameterNode.modelFolder
+        )
+        if folder:
+            self._parameterNode.modelFolder = folder
+
+    def onDemoModel(self) -> None:
+        self._parameterNode.modelFolder = ""
+
+    def onClassify(self) -> None:
+        with slicer.util.tryWithErrorDisplay(
+            _("Failed to start the classification."), waitCursor=True
+        ):
+            if not self._ensureClassifierPackages():
+                return
+            self._progressDialog = slicer.util.createProgressDialog(
+                labelText=_("Starting the classifier..."),
+                windowTitle=_("BoneOligoMet: classifying lesions"),
+                autoClose=False,
+                autoReset=False,
+                windowModality=qt.Qt.WindowModal,
+            )
+            self._progressDialog.connect("canceled()", self.onCancelClassification)
+            self._job = self.logic.startClassification(
+                self._parameterNode, self._onClassificationProgress, self._onClassificationDone
+            )
+            self._update()
+
+    def onCancelClassification(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+
+    def _onClassificationProgress(self, fraction: float, message: str) -> None:
+        if self._progressDialog is not None:
+            self._progressDialog.value = min(99, int(100 * fraction))
+            self._progressDialog.labelText = message
+
+    def _onClassificationDone(self, job) -> None:
+        self._job = None
+        if self._progressDialog is not None:
+            self._progressDialog.close()
+            self._progressDialog = None
+        self._update()
+        with slicer.util.tryWithErrorDisplay(_("Classification failed."), waitCursor=True):
+            if self.logic.finishClassification(self._parameterNode, job) is None:
+                slicer.util.showStatusMessage(_("Classification cancelled."), 5000)
+
+    def _ensureClassifierPackages(self) -> bool:
+        """Ask before installing what the classifier lacks; never installs without a yes."""
+        missing = self.logic.missingClassifierPackages()
+        if not missing:
+            return True
+        text = _(
+            "The classifier needs Python packages this Slicer does not have:\n\n{packages}\n\n"
+            "Install them now? Slicer's own numpy, scipy, SimpleITK and VTK are kept as they are."
+        ).format(packages="\n".join(f"  {line}" for line in self.logic.installPlan(missing)))
+        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("BoneOligoMet")):
+            return False
+        self.logic.installClassifierPackages(missing)
+        return not self.logic.missingClassifierPackages()
+
+    def onBrowseExportFolder(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), _("Export folder"), self._parameterNode.exportFolder
+        )
+        if folder:
+            self._parameterNode.exportFolder = folder
+
+    def onExport(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            written = self.logic.exportCase(self._parameterNode)
+            slicer.util.showStatusMessage(
+                _("Exported {count} files to {folder}").format(
+                    count=len(written), folder=self._parameterNode.exportFolder
+                ),
+                8000,
+            )
+
+    def onResultsSelection(self) -> None:
+        self.logic.jumpToLesion(
+            self._parameterNode, self._selectedSegment(self.ui.resultsTableView)
         )
 
+    def onRulesSelection(self) -> None:
+        self.logic.jumpToLesion(self._parameterNode, self._selectedSegment(self.ui.ruleTableView))
 
-class BoneOligoMetWidget(ScriptedLoadableModuleWidget):
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        import ctk
-        import qt
+    @staticmethod
+    def _selectedSegment(tableView) -> Optional[str]:
+        """The segment name in the first column of the selected row (the tables start with it)."""
+        index = tableView.currentIndex()
+        if not index.isValid():
+            return None
+        model = tableView.model()
+        name = model.data(model.index(index.row(), 0))
+        return name or None
 
-        self.logic = BoneOligoMetLogic()
-        section = ctk.ctkCollapsibleButton()
-        section.text = "Metabolic parameters"
-        self.layout.addWidget(section)
-        form = qt.QFormLayout(section)
 
-        self.suvSelector = slicer.qMRMLNodeComboBox()
-        self.suvSelector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
-        self.suvSelector.addAttribute("vtkMRMLScalarVolumeNode", "LabelMap", 0)
-        self.suvSelector.noneEnabled = True
-        self.suvSelector.setMRMLScene(slicer.mrmlScene)
-        self.suvSelector.toolTip = "PET volume in SUV (body weight)."
-        form.addRow("PET (SUV):", self.suvSelector)
+class ClassificationJob:
+    """One background classification: ``PythonSlicer classify_worker.py FOLDER``.
 
-        self.lesionSelector = slicer.qMRMLNodeComboBox()
-        self.lesionSelector.nodeTypes = ["vtkMRMLLabelMapVolumeNode"]
-        self.lesionSelector.noneEnabled = True
-        self.lesionSelector.setMRMLScene(slicer.mrmlScene)
-        self.lesionSelector.toolTip = "Lesion label map: one label value per lesion."
-        form.addRow("Lesions:", self.lesionSelector)
+    ``start`` launches it; a reader thread queues its output lines and a QTimer hands them to the
+    GUI thread (``onProgress(fraction, message)``, then ``onCompleted(job)`` once). ``cancel``
+    asks the worker to stop (it exits within a fraction of a second) and kills it if it has not
+    after a grace period. ``wait`` blocks while keeping the GUI alive (self-test, scripts).
+    """
 
-        self.computeButton = qt.QPushButton("Compute")
-        form.addRow(self.computeButton)
-        self.computeButton.connect("clicked(bool)", self.onCompute)
+    POLL_MS = 200
+    CANCEL_GRACE_S = 5.0
 
-        missing = missingPackages()
-        if missing:
-            self.computeButton.enabled = False
-            self.computeButton.toolTip = (
-                f"Missing Python packages: {', '.join(missing)}. Install them from the Python "
-                f"console with slicer.util.pip_install('{' '.join(missing)}')."
-            )
-        self.layout.addStretch(1)
+    def __init__(self, folder, command, environment, segmentIds, onProgress=None, onCompleted=None):
+        self.folder = folder
+        self.command = command
+        self.environment = environment
+        self.segmentIds = segmentIds
+        self.onProgress = onProgress
+        self.onCompleted = onCompleted
+        self.process = None
+        self.returnCode = None
+        self.errorMessage = ""
+        self.resultFile = None
+        self.cancelled = False
+        self.finished = False
+        self.log = []
+        self._cancelTime = None
+        self._lines = queue.Queue()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.connect("timeout()", self._poll)
 
-    def onCompute(self):
-        with slicer.util.tryWithErrorDisplay(
-            "Failed to compute metabolic parameters.", waitCursor=True
+    def start(self) -> None:
+        logging.info(f"BoneOligoMet: starting {' '.join(self.command)}")
+        self.process = slicer.util.launchConsoleProcess(
+            self.command, updateEnvironment=self.environment
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self._timer.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                try:
+                    line = self.process.stdout.readline()
+                except UnicodeDecodeError:  # a log line in another code page: skip it
+                    continue
+                if not line:
+                    break
+                self._lines.put(line.rstrip())
+            self.process.wait()
+        finally:
+            self._lines.put(None)
+
+    def _poll(self) -> None:
+        while not self.finished:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._finish()
+            else:
+                self._handle(line)
+        if (
+            not self.finished
+            and self._cancelTime is not None
+            and time.monotonic() - self._cancelTime > self.CANCEL_GRACE_S
+            and self.process.poll() is None
         ):
-            table = self.logic.computeMetabolics(
-                self.suvSelector.currentNode(), self.lesionSelector.currentNode()
-            )
-            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
+            self.process.kill()
+
+    def _handle(self, line: str) -> None:
+        kind, _separator, text = line.partition(" ")
+        if kind == "BOM-PROGRESS":
+            fraction, _separator, message = text.partition(" ")
+            if self.onProgress is not None and fraction.replace(".", "", 1).isdigit():
+                self.onProgress(float(fraction), message)
+        elif kind == "BOM-ERROR":
+            self.errorMessage = text
+        elif kind == "BOM-CANCELLED":
+            self.cancelled = True
+        elif kind == "BOM-RESULT":
+            self.resultFile = os.path.join(self.folder, text)
+        else:
+            self.log.append(line)
+            logging.info(f"BoneOligoMet classifier: {line}")
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._timer.stop()
+        self.returnCode = self.process.returncode
+        if self.onCompleted is not None:
+            self.onCompleted(self)
+
+    def cancel(self) -> None:
+        if self.finished or self.process is None:
+            return
+        self.cancelled = True
+        self._cancelTime = time.monotonic()
+        with open(os.path.join(self.folder, "cancel"), "w") as handle:
+            handle.write("cancel\n")
+
+    def wait(self, timeoutSeconds: Optional[float] = None) -> None:
+        started = time.monotonic()
+        while not self.finished:
+            self._poll()
+            slicer.app.processEvents()
+            if timeoutSeconds is not None and time.monotonic() - started > timeoutSeconds:
+                self.cancel()
+                timeoutSeconds = None  # let the cancel finish the job
+            time.sleep(0.05)
 
 
 class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
     """MRML <-> SimpleITK conversion and calls into BoneOligoMetLib; usable without the GUI."""
+
+    def getParameterNode(self):
+        return BoneOligoMetParameterNode(super().getParameterNode())
+
+    # --- images ----------------------------------------------------------------------------
 
     @staticmethod
     def imageFromVolumeNode(volumeNode):
         """A SimpleITK image (LPS geometry) holding a copy of the volume node's voxels."""
         from BoneOligoMetLib.coords import image_from_array
 
-        matrix = vtkMatrixToArray(volumeNode.GetIJKToRASMatrix)
-        return image_from_array(slicer.util.arrayFromVolume(volumeNode), matrix)
+        return image_from_array(slicer.util.arrayFromVolume(volumeNode), _ijkToRas(volumeNode))
 
     @staticmethod
-    def volumeNodeFromImage(image, name, labelMap=False):
-        """A new volume node in the scene holding ``image`` at its physical place."""
+    def volumeNodeFromImage(image, name, labelMap=False, node=None):
+        """``image`` at its physical place in a new volume node, or replacing ``node``'s voxels."""
         from BoneOligoMetLib.coords import array_from_image
 
-        array, ijkToRAS = array_from_image(image)
-        nodeClass = "vtkMRMLLabelMapVolumeNode" if labelMap else "vtkMRMLScalarVolumeNode"
-        return slicer.util.addVolumeFromArray(array, ijkToRAS, name, nodeClass)
+        array, ijkToRas = array_from_image(image)
+        if node is None:
+            nodeClass = "vtkMRMLLabelMapVolumeNode" if labelMap else "vtkMRMLScalarVolumeNode"
+            return slicer.util.addVolumeFromArray(array, ijkToRas, name, nodeClass)
+        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRas))
+        slicer.util.updateVolumeFromArray(node, array)
+        return node
 
-    def computeMetabolics(self, suvVolumeNode, lesionLabelMapNode, tableNode=None):
-        """Per-lesion metabolic parameters into a table node (one row per lesion label)."""
-        if suvVolumeNode is None or lesionLabelMapNode is None:
-            raise ValueError("Select a PET (SUV) volume and a lesion label map.")
+    def _images(self, parameterNode):
+        if not (parameterNode.ctVolume and parameterNode.petVolume):
+            raise ValueError(_("Select a CT volume and a PET volume in SUV."))
+        return (
+            self.imageFromVolumeNode(parameterNode.ctVolume),
+            self.imageFromVolumeNode(parameterNode.petVolume),
+        )
+
+    def _liverLps(self, parameterNode):
+        """The liver reference point (LPS mm), or None when none is placed."""
+        from BoneOligoMetLib.coords import ras_to_lps
+
+        points = parameterNode.liverPoint
+        if points is None or points.GetNumberOfControlPoints() == 0:
+            return None
+        return ras_to_lps(slicer.util.arrayFromMarkupsControlPoints(points, world=True)[0])
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def loadSyntheticPatient(self, parameterNode, seed=SAMPLE_SEED, showResult=True):
+        """A synthetic PET/CT patient (BoneOligoMetLib.phantom) as CT, SUV, liver and seed points.
+
+        The lesion seeds are the generator's lesion centres; the clinical table starts with the
+        generator's site and bone change of each lesion.
+        """
+        from BoneOligoMetLib.coords import lps_to_ras, lps_to_ras_points
+        from BoneOligoMetLib.phantom import generate_patient
+
+        patient = generate_patient(seed, "small", lesion_types=list(SAMPLE_LESIONS))
+        name = f"{patient.patient_id} synthetic"
+        parameterNode.ctVolume = self.volumeNodeFromImage(patient.ct, f"{name} CT")
+        parameterNode.petVolume = self.volumeNodeFromImage(patient.suv, f"{name} PET SUV")
+        liver = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Liver reference")
+        liver.AddControlPoint(*lps_to_ras(patient.liver_seed_lps_mm), "liver")
+        seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Lesion seeds")
+        centres = lps_to_ras_points([lesion.centre_mm for lesion in patient.lesions])
+        for number, point in enumerate(centres, 1):
+            seeds.AddControlPoint(*point, f"Lesion {number}")
+        parameterNode.liverPoint = liver
+        parameterNode.seedPoints = seeds
+        parameterNode.age = int(patient.clinical.age_years)
+        parameterNode.subtype = patient.clinical.subtype
+        parameterNode.segmentation = None
+        self.ensureSegmentation(parameterNode)
+        rows = [
+            {
+                "segment": f"Lesion {record['lesion_label']}",
+                "lesion": record["lesion_label"],
+                "site": record["site"],
+                "bone_change": record["bone_change"],
+            }
+            for record in patient.lesion_records()
+        ]
+        _fillTable(
+            self._table(parameterNode, "lesionClinicalTable", "clinical"), rows, CLINICAL_COLUMNS
+        )
+        if showResult:
+            self.showFusedPetCt(parameterNode)
+        return patient
+
+    def loadPetDicomAsSuv(self, parameterNode, folder) -> str:
+        """A PET DICOM series as an SUVbw volume (header values, or the panel's overrides)."""
+        from BoneOligoMetLib.suv import pet_dicom_to_suv
+
+        image, parameters = pet_dicom_to_suv(
+            folder,
+            weight_kg=parameterNode.suvWeightKg or None,
+            injected_dose_mbq=parameterNode.suvDoseMBq or None,
+            injection_time=parameterNode.suvInjectionTime.strip() or None,
+        )
+        name = f"{os.path.basename(os.path.normpath(folder))} SUV"
+        parameterNode.petVolume = self.volumeNodeFromImage(image, name)
+        for source in parameters.provenance:
+            logging.info(f"BoneOligoMet SUV: {source}")
+        return (
+            f"{name}: SUVbw factor {parameters.suv_factor:.6g} g/mL per Bq/mL ({parameters.units})"
+        )
+
+    def showFusedPetCt(self, parameterNode) -> None:
+        """CT grey background (bone window), PET foreground (PET heat, SUV window), linked views."""
+        ct, pet = parameterNode.ctVolume, parameterNode.petVolume
+        if not (ct and pet):
+            raise ValueError(_("Select a CT volume and a PET volume in SUV."))
+        ctDisplay = _displayNode(ct)
+        ctDisplay.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
+        ctDisplay.AutoWindowLevelOff()
+        ctDisplay.SetWindowLevel(*CT_WINDOW_HU)
+        petDisplay = _displayNode(pet)
+        petColor = slicer.vtkMRMLColorLogic.GetPETColorNodeID(
+            slicer.vtkMRMLPETProceduralColorNode.PETheat
+        )
+        petDisplay.SetAndObserveColorNodeID(petColor)
+        petDisplay.AutoWindowLevelOff()
+        petDisplay.SetWindowLevelMinMax(*PET_WINDOW_SUV)
+        slicer.util.setSliceViewerLayers(
+            background=ct, foreground=pet, foregroundOpacity=PET_OPACITY, fit=True
+        )
+        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+            composite.SetLinkedControl(True)
+
+    def ensureSegmentation(self, parameterNode):
+        """The lesion segmentation, created on the CT's geometry when there is none."""
+        if parameterNode.segmentation is None:
+            if parameterNode.ctVolume is None:
+                raise ValueError(_("Select a CT volume first."))
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
+            node.CreateDefaultDisplayNodes()
+            node.SetReferenceImageGeometryParameterFromVolumeNode(parameterNode.ctVolume)
+            parameterNode.segmentation = node
+        return parameterNode.segmentation
+
+    # --- lesions ---------------------------------------------------------------------------
+
+    def lesionImage(self, parameterNode):
+        """The segmentation as a label image on the CT grid: segment i (in order) = label i+1.
+
+        Returns (SimpleITK image, segment IDs in label order).
+        """
+        segmentation = parameterNode.segmentation
+        if segmentation is None or segmentation.GetSegmentation().GetNumberOfSegments() == 0:
+            raise ValueError(_("The lesion segmentation has no segments."))
+        segmentIds = vtk.vtkStringArray()
+        segmentation.GetSegmentation().GetSegmentIDs(segmentIds)
+        labelmap = self._exportLabelmap(segmentation, segmentIds, parameterNode.ctVolume)
+        try:
+            image = self.imageFromVolumeNode(labelmap)
+        finally:
+            slicer.mrmlScene.RemoveNode(labelmap)
+        return image, [segmentIds.GetValue(i) for i in range(segmentIds.GetNumberOfValues())]
+
+    @staticmethod
+    def _exportLabelmap(segmentation, segmentIds, referenceVolume):
+        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+        if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+            segmentation,
+            segmentIds,
+            labelmap,
+            referenceVolume,
+            slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
+        ):
+            slicer.mrmlScene.RemoveNode(labelmap)
+            raise RuntimeError(_("Could not export the segmentation on the CT grid."))
+        return labelmap
+
+    def _importLabels(self, image, segmentation, segmentIds) -> None:
+        """Label i+1 of ``image`` becomes the content of segment ``segmentIds[i]``."""
+        labelmap = self.volumeNodeFromImage(image, "BoneOligoMet labels", labelMap=True)
+        ids = vtk.vtkStringArray()
+        for segmentId in segmentIds:
+            ids.InsertNextValue(segmentId)
+        try:
+            if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(
+                labelmap, segmentation, ids
+            ):
+                raise RuntimeError(_("Could not update the segmentation from the label image."))
+        finally:
+            slicer.mrmlScene.RemoveNode(labelmap)
+
+    def _segmentName(self, segmentation, segmentId) -> str:
+        segment = segmentation.GetSegmentation().GetSegment(segmentId)
+        return segment.GetName() if segment is not None else segmentId
+
+    def segmentFromSeeds(self, parameterNode):
+        """One segment per seed point: SUV >= 2.2 grown within bone (BoneOligoMetLib.segmentation).
+
+        Segments this tool made before are replaced, so moving a seed and growing again updates
+        them; hand-drawn segments are kept. Returns a message per seed that grew nothing.
+        """
+        from BoneOligoMetLib.coords import ras_to_lps_points
+        from BoneOligoMetLib.segmentation import segment_lesions
+
+        seeds = parameterNode.seedPoints
+        if seeds is None or seeds.GetNumberOfControlPoints() == 0:
+            raise ValueError(_("Place at least one seed point on a lesion."))
+        ct, suv = self._images(parameterNode)
+        points = ras_to_lps_points(slicer.util.arrayFromMarkupsControlPoints(seeds, world=True))
+        grown = segment_lesions(
+            ct, suv, points, skip_failed=True, method=parameterNode.segmentationMethod
+        )
+        segmentation = self.ensureSegmentation(parameterNode).GetSegmentation()
+        for index in reversed(range(segmentation.GetNumberOfSegments())):
+            segmentId = segmentation.GetNthSegmentID(index)
+            if segmentation.GetSegment(segmentId).HasTag(SEED_TAG):
+                segmentation.RemoveSegment(segmentId)
+        newIds, problems = [], []
+        for number, outcome in enumerate(grown.seeds, 1):
+            if outcome.label is None:
+                problems.append(f"{seeds.GetNthControlPointLabel(number - 1)}: {outcome.error}")
+            elif not outcome.merged:
+                name = seeds.GetNthControlPointLabel(number - 1) or f"Lesion {number}"
+                segmentId = segmentation.AddEmptySegment("", name)
+                segmentation.GetSegment(segmentId).SetTag(SEED_TAG, str(number))
+                newIds.append(segmentId)
+        if newIds:
+            self._importLabels(grown.labels, parameterNode.segmentation, newIds)
+        self.updateLesionClinicalTable(parameterNode)
+        return problems
+
+    def checkRules(self, parameterNode):
+        """The study's ROI rules per lesion (BoneOligoMetLib.roi_rules) into the rule table."""
+        from BoneOligoMetLib.roi_rules import assess_lesions
+
+        ct, suv = self._images(parameterNode)
+        lesions, segmentIds = self.lesionImage(parameterNode)
+        report = assess_lesions(ct, suv, lesions, liver_seed_lps=self._liverLps(parameterNode))
+        segmentation = parameterNode.segmentation
+        rows = [
+            {
+                "segment": PATIENT_ROW
+                if check.lesion is None
+                else self._segmentName(segmentation, segmentIds[check.lesion - 1]),
+                "lesion": check.lesion,
+                "rule": check.rule,
+                "status": check.status,
+                "value": check.value,
+                "threshold": check.threshold,
+                "unit": check.unit,
+                "message": check.message,
+            }
+            for check in report.checks
+        ]
+        _fillTable(self._table(parameterNode, "ruleTable", "ROI rules"), rows, RULE_COLUMNS)
+        self.updateLesionClinicalTable(parameterNode)
+        return report
+
+    def includeParts(self, parameterNode, segmentName=None):
+        """Adds the necrotic / calcified parts over 10 % of a lesion to it (§2.3), then re-checks.
+
+        ``segmentName`` picks one lesion; None (or the patient row) = every lesion. Parts of
+        10 % or less stay out.
+        """
+        from BoneOligoMetLib.roi_rules import assess_lesions, include_parts
+
+        if segmentName == PATIENT_ROW:
+            segmentName = None
+        ct, suv = self._images(parameterNode)
+        lesions, segmentIds = self.lesionImage(parameterNode)
+        report = assess_lesions(ct, suv, lesions, liver_seed_lps=self._liverLps(parameterNode))
+        segmentation = parameterNode.segmentation
+        labels = [
+            label
+            for label, segmentId in enumerate(segmentIds, 1)
+            if segmentName in (None, self._segmentName(segmentation, segmentId))
+        ]
+        parts = [report.parts[label] for label in labels if label in report.parts]
+        self._importLabels(include_parts(lesions, parts), segmentation, segmentIds)
+        return self.checkRules(parameterNode)
+
+    def jumpToLesion(self, parameterNode, segmentName) -> bool:
+        """Centres the slice views on a lesion (segment name); False when there is none."""
+        segmentation = parameterNode.segmentation
+        if not segmentName or segmentation is None:
+            return False
+        segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName(segmentName)
+        if not segmentId:
+            return False
+        centre = segmentation.GetSegmentCenterRAS(segmentId)
+        if centre is None:
+            return False
+        slicer.vtkMRMLSliceNode.JumpAllSlices(
+            slicer.mrmlScene, *centre, slicer.vtkMRMLSliceNode.CenteredJumpSlice
+        )
+        return True
+
+    def updateLesionClinicalTable(self, parameterNode) -> None:
+        """One row per segment (site, bone change), keeping what was typed for each segment.
+
+        A new lesion's bone change starts from its CT appearance (mean HU).
+        """
+        table = self._table(parameterNode, "lesionClinicalTable", "clinical")
+        segmentation = parameterNode.segmentation
+        if segmentation is None:
+            return
+        known = {row["segment"]: row for row in _readTable(table)}
+        segments = segmentation.GetSegmentation()
+        names = [
+            segments.GetSegment(segments.GetNthSegmentID(index)).GetName()
+            for index in range(segments.GetNumberOfSegments())
+        ]
+        defaults = {}
+        if any(name not in known for name in names):
+            defaults = self._clinicalDefaults(parameterNode)
+        rows = []
+        for label, name in enumerate(names, 1):
+            row = known.get(name) or defaults.get(label, {})
+            rows.append(
+                {
+                    "segment": name,
+                    "lesion": label,
+                    "site": row.get("site", ""),
+                    "bone_change": row.get("bone_change", ""),
+                }
+            )
+        _fillTable(table, rows, CLINICAL_COLUMNS)
+
+    def _clinicalDefaults(self, parameterNode):
+        """{label: {"bone_change": ...}} from each lesion's mean HU, by the library's rule (the
+        one classify_case applies when none is given); the site is the reader's to type."""
+        from BoneOligoMetLib.classify import bone_change_from_hu
+        from BoneOligoMetLib.errors import BoneOligoMetError
         from BoneOligoMetLib.metabolic import metabolic_table
 
-        suv = self.imageFromVolumeNode(suvVolumeNode)
-        lesions = self.imageFromVolumeNode(lesionLabelMapNode)
-        rows = [lesion.as_row() for lesion in metabolic_table(suv, lesions)]
-        if tableNode is None:
-            tableNode = slicer.mrmlScene.AddNewNodeByClass(
-                "vtkMRMLTableNode", f"{lesionLabelMapNode.GetName()} metabolic"
+        ct, suv = self._images(parameterNode)
+        lesions, _segmentIds = self.lesionImage(parameterNode)
+        try:
+            lesions = metabolic_table(suv, lesions, ct=ct)
+        except BoneOligoMetError as error:  # e.g. only empty segments: no defaults, no harm
+            logging.info(f"BoneOligoMet: no clinical defaults ({error})")
+            return {}
+        return {
+            lesion.label: {"bone_change": bone_change_from_hu(lesion.hu_mean)} for lesion in lesions
+        }
+
+    def clinicalValues(self, parameterNode):
+        """The panel's clinical fields as classify_case takes them (per-lesion values by label)."""
+        values = {}
+        if parameterNode.age > 0:
+            values["age"] = parameterNode.age
+        if parameterNode.subtype != "unknown":
+            values["subtype"] = parameterNode.subtype
+        if parameterNode.lesionClinicalTable is not None:
+            for row in _readTable(parameterNode.lesionClinicalTable):
+                for key in ("site", "bone_change"):
+                    if row.get(key):
+                        values.setdefault(key, {})[int(row["lesion"])] = row[key]
+        return values
+
+    # --- classification --------------------------------------------------------------------
+
+    @staticmethod
+    def modelStatusText(modelFolder) -> str:
+        if not modelFolder:
+            return DEMO_MODEL_STATUS
+        return _("Model folder: {folder} (checked when you classify)").format(folder=modelFolder)
+
+    def missingClassifierPackages(self):
+        """Lines of Resources/requirements.txt that this Slicer's Python does not satisfy."""
+        return [line for line in _requirements(REQUIREMENTS_FILE) if not _satisfied(line)]
+
+    @staticmethod
+    def installPlan(requirements):
+        """How each missing requirement would be installed (for the question to the user)."""
+        plan = []
+        for requirement in requirements:
+            name = _requirementName(requirement)
+            if name == "torch" and importlib.util.find_spec("PyTorchUtils") is not None:
+                plan.append(f"{requirement}: through the PyTorch extension (for your GPU driver)")
+            elif name in EXTENSION_PACKAGES:
+                plan.append(f"{requirement}: {EXTENSION_PACKAGES[name]}")
+            else:
+                plan.append(f"{requirement}: pip")
+        return plan
+
+    def installClassifierPackages(self, requirements) -> None:
+        """Installs ``requirements`` (the user agreed) without replacing Slicer's own packages.
+
+        torch comes through the PyTorch extension's PyTorchUtils (a build that matches the GPU
+        driver), pyradiomics only from the SlicerRadiomics extension (PyPI has no wheel for
+        Slicer's Python); the rest from pip with Slicer's own packages pinned. What needs an
+        extension that is not installed is reported in one error, after the rest is installed.
+        """
+        byName = {_requirementName(requirement): requirement for requirement in requirements}
+        needExtension = []
+        if byName.pop("pyradiomics", None):
+            needExtension.append(EXTENSION_PACKAGES["pyradiomics"])
+        torch = byName.pop("torch", None)
+        if torch:
+            try:
+                import PyTorchUtils
+            except ImportError:
+                needExtension.append(EXTENSION_PACKAGES["torch"])
+            else:
+                specifier = torch[len("torch") :].strip() or None
+                logic = PyTorchUtils.PyTorchUtilsLogic()
+                if (
+                    logic.installTorch(askConfirmation=False, torchVersionRequirement=specifier)
+                    is None
+                ):
+                    raise RuntimeError("PyTorch was not installed.")
+        if byName:
+            slicer.util.pip_install([*byName.values(), "-c", self._writeConstraints()])
+        if needExtension:
+            raise RuntimeError(
+                "Still missing: " + "; ".join(needExtension) + ". Then restart Slicer."
             )
-        columns = list(rows[0])
-        import numpy as np
 
-        arrays = [
-            np.array([np.nan if row[c] is None else row[c] for row in rows], float) for c in columns
+    @staticmethod
+    def _writeConstraints() -> str:
+        """A pip constraints file pinning Slicer's own packages to their installed versions."""
+        from importlib import metadata
+
+        lines = []
+        for name in PROTECTED_PACKAGES:
+            try:
+                lines.append(f"{name}=={metadata.version(name)}")
+            except metadata.PackageNotFoundError:
+                continue
+        path = os.path.join(slicer.util.tempDirectory("BoneOligoMet-pip-"), "constraints.txt")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        return path
+
+    def _classificationInputs(self, parameterNode):
+        ct, suv = self._images(parameterNode)
+        self.updateLesionClinicalTable(parameterNode)
+        lesions, segmentIds = self.lesionImage(parameterNode)
+        liver = self._liverLps(parameterNode)
+        job = {
+            "clinical": self.clinicalValues(parameterNode),
+            "bundle": parameterNode.modelFolder or None,
+            "liver_seed_lps_mm": list(liver) if liver else None,
+            "device": parameterNode.device,
+        }
+        return ct, suv, lesions, segmentIds, job
+
+    def startClassification(self, parameterNode, onProgress=None, onCompleted=None):
+        """Classifies the segmentation's lesions in a background process; returns the job.
+
+        ``onCompleted(job)`` is called on the GUI thread; pass the job to finishClassification.
+        """
+        from BoneOligoMetLib.image_io import write_image
+
+        ct, suv, lesions, segmentIds, job = self._classificationInputs(parameterNode)
+        folder = slicer.util.tempDirectory("BoneOligoMet-classify-")
+        for role, image in (("ct", ct), ("suv", suv), ("lesions", lesions)):
+            write_image(image, os.path.join(folder, f"{role}.nrrd"), compress=False)
+            job[role] = f"{role}.nrrd"
+        with open(os.path.join(folder, "job.json"), "w", encoding="utf-8") as handle:
+            json.dump(job, handle, indent=1)
+        python = shutil.which("PythonSlicer") or sys.executable
+        environment = {"CUDA_VISIBLE_DEVICES": "-1"} if job["device"] == "cpu" else None
+        parameterNode.deviceStatus = _("Running ({device})...").format(device=job["device"])
+        classification = ClassificationJob(
+            folder,
+            [python, WORKER_SCRIPT, folder],
+            environment,
+            segmentIds,
+            onProgress,
+            onCompleted,
+        )
+        classification.start()
+        return classification
+
+    def finishClassification(self, parameterNode, job):
+        """Shows a finished job's results; None when it was cancelled, an error when it failed."""
+        from BoneOligoMetLib.image_io import read_image
+
+        try:
+            if job.cancelled:
+                parameterNode.deviceStatus = _("Cancelled.")
+                return None
+            if job.returnCode != 0 or job.resultFile is None:
+                parameterNode.deviceStatus = _("Failed.")
+                detail = job.errorMessage or "\n".join(job.log[-10:])
+                raise RuntimeError(f"The classifier stopped (status {job.returnCode}): {detail}")
+            with open(job.resultFile, encoding="utf-8") as handle:
+                summary = json.load(handle)
+            overlay = read_image(os.path.join(job.folder, summary["overlay"]))
+            self._showClassification(parameterNode, summary, overlay, job.segmentIds)
+            return summary
+        finally:
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+    def _showClassification(self, parameterNode, summary, overlay, segmentIds) -> None:
+        """Results table (lesion, probability, label at threshold, metabolics, rule flags) and
+        the probability overlay over the CT with its colour legend."""
+        segmentation = parameterNode.segmentation
+        rows = []
+        for result in summary["rows"]:
+            label = int(result["lesion_label"])
+            row = {
+                "segment": self._segmentName(segmentation, segmentIds[label - 1]),
+                "lesion": label,
+                "probability": result["probability"],
+                "label": "malignant" if result["malignant"] else "benign",
+            }
+            row.update(
+                (key, value)
+                for key, value in result.items()
+                if key not in ("lesion_label", "probability", "malignant")
+            )
+            rows.append(row)
+        table = self._table(parameterNode, "resultsTable", "results")
+        _fillTable(table, rows, RESULT_COLUMNS)
+        for key in ("bundle_name", "threshold", "device", "synthetic", "warning"):
+            table.SetAttribute(f"BoneOligoMet.{key}", str(summary[key]))
+        status = _("Model: {name}, threshold {threshold:.3g}").format(
+            name=summary["bundle_name"], threshold=summary["threshold"]
+        )
+        if summary["synthetic"] or summary["warning"]:
+            status += f"\n{summary['warning'] or DEMO_MODEL_STATUS}"
+        parameterNode.modelStatus = status
+        parameterNode.deviceStatus = _("Ran on {device}").format(device=summary["device"])
+        volume = self.volumeNodeFromImage(
+            overlay,
+            "BoneOligoMet malignancy probability",
+            node=parameterNode.probabilityVolume,
+        )
+        parameterNode.probabilityVolume = volume
+        self._showProbability(volume, parameterNode.ctVolume)
+
+    def _probabilityColorNode(self):
+        """Green (0, benign) - yellow (0.5) - red (1, malignant) colour table for the overlay."""
+        name = "BoneOligoMet probability"
+        node = slicer.mrmlScene.GetFirstNodeByName(name)
+        if node is not None and node.IsA("vtkMRMLProceduralColorNode"):
+            return node
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLProceduralColorNode", name)
+        node.SetAttribute("Category", "BoneOligoMet")
+        transfer = node.GetColorTransferFunction()
+        transfer.RemoveAllPoints()
+        transfer.AddRGBPoint(0.0, 0.1, 0.7, 0.2)
+        transfer.AddRGBPoint(0.5, 1.0, 0.9, 0.1)
+        transfer.AddRGBPoint(1.0, 0.9, 0.1, 0.1)
+        return node
+
+    def _showProbability(self, volume, ctVolume) -> None:
+        display = _displayNode(volume)
+        display.SetAndObserveColorNodeID(self._probabilityColorNode().GetID())
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        display.SetLowerThreshold(1e-6)  # voxels outside every lesion (0) stay transparent
+        display.SetUpperThreshold(1.0)
+        display.ApplyThresholdOn()
+        colors = slicer.modules.colors.logic()
+        legend = colors.GetColorLegendDisplayNode(volume)
+        if legend is None:
+            legend = colors.AddDefaultColorLegendDisplayNode(volume)
+        legend.SetTitleText("Malignancy probability")
+        legend.SetLabelFormat("%.2f")
+        legend.SetVisibility(True)
+        slicer.util.setSliceViewerLayers(
+            background=ctVolume, foreground=volume, foregroundOpacity=PROBABILITY_OPACITY
+        )
+
+    # --- export ----------------------------------------------------------------------------
+
+    def exportCase(self, parameterNode):
+        """Writes the case to the export folder; returns the paths written.
+
+        lesions.nii.gz (segment i = label i+1 on the CT grid), lesion_NN.nii.gz per lesion when
+        asked, ct.nii.gz, suv.nii.gz, probability.nii.gz, and the panel's tables as CSV
+        (results.csv with classification.json, rules.csv, clinical.csv).
+        """
+        from BoneOligoMetLib.image_io import write_image
+
+        folder = parameterNode.exportFolder
+        if not folder or parameterNode.ctVolume is None:
+            raise ValueError(_("Choose an export folder and a CT volume."))
+        os.makedirs(folder, exist_ok=True)
+        images = [("ct", parameterNode.ctVolume), ("suv", parameterNode.petVolume)]
+        images.append(("probability", parameterNode.probabilityVolume))
+        written = []
+        for name, node in images:
+            if node is not None:
+                path = os.path.join(folder, f"{name}.nii.gz")
+                written.append(write_image(self.imageFromVolumeNode(node), path))
+        segmentation = parameterNode.segmentation
+        if segmentation is not None and segmentation.GetSegmentation().GetNumberOfSegments():
+            lesions, segmentIds = self.lesionImage(parameterNode)
+            written.append(write_image(lesions, os.path.join(folder, "lesions.nii.gz")))
+            for label, segmentId in enumerate(segmentIds, 1):
+                if not parameterNode.exportPerLesion:
+                    break
+                ids = vtk.vtkStringArray()
+                ids.InsertNextValue(segmentId)
+                labelmap = self._exportLabelmap(segmentation, ids, parameterNode.ctVolume)
+                try:
+                    path = os.path.join(folder, f"lesion_{label:02d}.nii.gz")
+                    written.append(write_image(self.imageFromVolumeNode(labelmap), path))
+                finally:
+                    slicer.mrmlScene.RemoveNode(labelmap)
+        tables = [
+            ("results", parameterNode.resultsTable),
+            ("rules", parameterNode.ruleTable),
+            ("clinical", parameterNode.lesionClinicalTable),
         ]
-        slicer.util.updateTableFromArray(tableNode, arrays, columns)
-        logging.info(f"BoneOligoMet: metabolic parameters of {len(rows)} lesion(s)")
-        return tableNode
+        for name, table in tables:
+            if table is not None and table.GetNumberOfRows():
+                written.append(_writeCsv(table, os.path.join(folder, f"{name}.csv")))
+        if parameterNode.resultsTable is not None and parameterNode.resultsTable.GetNumberOfRows():
+            summary = {
+                key: parameterNode.resultsTable.GetAttribute(f"BoneOligoMet.{key}")
+                for key in ("bundle_name", "threshold", "device", "synthetic", "warning")
+            }
+            path = os.path.join(folder, "classification.json")
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(summary, handle, indent=1)
+            written.append(path)
+        logging.info(f"BoneOligoMet: exported {len(written)} files to {folder}")
+        return [str(path) for path in written]
+
+    def _table(self, parameterNode, attribute, title):
+        """The parameter node's table ``attribute``, created when missing."""
+        table = getattr(parameterNode, attribute)
+        if table is None:
+            table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"BoneOligoMet {title}")
+            setattr(parameterNode, attribute, table)
+        return table
 
 
-def vtkMatrixToArray(getter):
-    """Call a VTK getter that fills a vtkMatrix4x4 and return it as a numpy array."""
-    import vtk
+# --- helpers: MRML tables, matrices, requirements ----------------------------------------------
 
+
+def _ijkToRas(volumeNode):
     matrix = vtk.vtkMatrix4x4()
-    getter(matrix)
+    volumeNode.GetIJKToRASMatrix(matrix)
     return slicer.util.arrayFromVTKMatrix(matrix)
 
 
+def _displayNode(volumeNode):
+    if volumeNode.GetDisplayNode() is None:
+        volumeNode.CreateDefaultDisplayNodes()
+    return volumeNode.GetDisplayNode()
+
+
+def _fillTable(tableNode, rows, firstColumns=()):
+    """Replaces a table node's content by ``rows`` (dicts); ``firstColumns`` come first.
+
+    A column of whole numbers is an integer column, of other numbers a double column (empty =
+    NaN), anything else text.
+    """
+    columns = list(firstColumns)
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    tableNode.RemoveAllColumns()
+    for name in columns:
+        values = [row.get(name) for row in rows]
+        given = [value for value in values if value is not None]
+        numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in given)
+        if numeric and given and all(isinstance(v, numbers.Integral) for v in given):
+            array = vtk.vtkIntArray()
+            convert = int
+        elif numeric and given:
+            array = vtk.vtkDoubleArray()
+            convert = float
+        else:
+            array = vtk.vtkStringArray()
+            convert = str
+        array.SetName(name)
+        for value in values:
+            if value is None:
+                array.InsertNextValue(
+                    "" if convert is str else (0 if convert is int else float("nan"))
+                )
+            else:
+                array.InsertNextValue(convert(value))
+        tableNode.AddColumn(array)
+    tableNode.Modified()
+
+
+def _readTable(tableNode):
+    """A table node's rows as dicts of cell text."""
+    names = [tableNode.GetColumnName(c) for c in range(tableNode.GetNumberOfColumns())]
+    return [
+        {name: tableNode.GetCellText(r, c) for c, name in enumerate(names)}
+        for r in range(tableNode.GetNumberOfRows())
+    ]
+
+
+def _writeCsv(tableNode, path):
+    import csv
+
+    rows = _readTable(tableNode)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _requirements(path):
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.split("#")[0].strip() for line in handle]
+    return [line for line in lines if line and not line.startswith("-")]
+
+
+def _requirementName(requirement):
+    from packaging.requirements import Requirement
+
+    return Requirement(requirement).name.lower()
+
+
+def _satisfied(requirement) -> bool:
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    parsed = Requirement(requirement)
+    try:
+        installed = metadata.version(parsed.name)
+    except metadata.PackageNotFoundError:
+        return False
+    return parsed.specifier.contains(installed, prereleases=True)
+
+
 class BoneOligoMetTest(ScriptedLoadableModuleTest):
-    """Runs the Logic on a volume pair built in the scene, where the right answer is known."""
+    """Runs the panel's steps on a synthetic patient built in the scene; nothing is downloaded.
+
+    The classification step runs when the classifier's packages are present in this Slicer
+    (the test never installs anything) and is reported as skipped otherwise.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -166,51 +1271,109 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_GeometryRoundTrip()
         self.setUp()
-        self.test_MetabolicsOfKnownLesion()
-
-    def _makeSuvAndLesion(self):
-        import numpy as np
-
-        suv = np.full((20, 30, 30), 1.0, dtype=np.float32)
-        suv[8:12, 12:18, 12:18] = 6.0  # a 6×6×4-voxel lesion of SUV 6
-        suv[10, 15, 15] = 9.0  # its hottest voxel
-        lesion = np.zeros(suv.shape, dtype=np.uint8)
-        lesion[8:12, 12:18, 12:18] = 1
-        ijkToRAS = np.diag([-4.0, -4.0, 4.0, 1.0])  # LPS-aligned axes, as from a DICOM PET
-        ijkToRAS[:3, 3] = (100.0, 80.0, -300.0)
-        suvNode = slicer.util.addVolumeFromArray(suv, ijkToRAS, "SUV")
-        lesionNode = slicer.util.addVolumeFromArray(
-            lesion, ijkToRAS, "Lesions", "vtkMRMLLabelMapVolumeNode"
-        )
-        return suvNode, lesionNode
+        self.test_ReadingWorkflow()
 
     def test_GeometryRoundTrip(self):
         import numpy as np
 
-        suvNode, _ = self._makeSuvAndLesion()
+        volume = np.arange(20 * 30 * 40, dtype=np.float32).reshape(20, 30, 40)
+        ijkToRas = np.diag([-4.0, -4.0, 4.0, 1.0])  # LPS-aligned axes, as from a DICOM PET
+        ijkToRas[:3, 3] = (100.0, 80.0, -300.0)
+        node = slicer.util.addVolumeFromArray(volume, ijkToRas, "SUV")
         logic = BoneOligoMetLogic()
-        image = logic.imageFromVolumeNode(suvNode)
-        # Voxel (i=15, j=15, k=10) at RAS = origin + diag * index, i.e. LPS with x, y negated.
+        image = logic.imageFromVolumeNode(node)
+        # Voxel (i=15, j=15, k=10) at RAS = origin + diag * index; LPS negates x and y.
         ras = np.array([100.0 - 4.0 * 15, 80.0 - 4.0 * 15, -300.0 + 4.0 * 10])
         lps = image.TransformIndexToPhysicalPoint((15, 15, 10))
         np.testing.assert_allclose(lps, [-ras[0], -ras[1], ras[2]], atol=1e-6)
         back = logic.volumeNodeFromImage(image, "roundtrip")
-        np.testing.assert_array_equal(
-            slicer.util.arrayFromVolume(back), slicer.util.arrayFromVolume(suvNode)
-        )
-        np.testing.assert_allclose(
-            vtkMatrixToArray(back.GetIJKToRASMatrix), vtkMatrixToArray(suvNode.GetIJKToRASMatrix)
-        )
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(back), volume)
+        np.testing.assert_allclose(_ijkToRas(back), _ijkToRas(node))
         self.delayDisplay("RAS/LPS round trip passed")
 
-    def test_MetabolicsOfKnownLesion(self):
-        suvNode, lesionNode = self._makeSuvAndLesion()
-        table = BoneOligoMetLogic().computeMetabolics(suvNode, lesionNode)
-        self.assertEqual(table.GetNumberOfRows(), 1)
-        suvMax = slicer.util.arrayFromTableColumn(table, "met_suv_max")[0]
-        suvMean = slicer.util.arrayFromTableColumn(table, "met_suv_mean")[0]
-        volume = slicer.util.arrayFromTableColumn(table, "met_volume_ml")[0]
-        self.assertAlmostEqual(suvMax, 9.0, places=4)
-        self.assertAlmostEqual(suvMean, (143 * 6.0 + 9.0) / 144, places=4)
-        self.assertAlmostEqual(volume, 144 * 64 / 1000.0, places=4)  # 144 voxels of 64 mm³
-        self.delayDisplay("Metabolic parameters passed")
+    def test_ReadingWorkflow(self):
+        import tempfile
+
+        import numpy as np
+
+        from BoneOligoMetLib.image_io import read_image
+
+        registerSampleData()
+        sources = slicer.modules.sampleDataSources["BoneOligoMet"]
+        source = next(s for s in sources if s.sampleName == SAMPLE_NAME)
+        source.customDownloader(source)  # what Sample Data's button does: generated, not downloaded
+        logic = BoneOligoMetLogic()
+        node = logic.getParameterNode()
+        self.assertIsNotNone(node.ctVolume)
+        self.assertIsNotNone(node.petVolume)
+        self.assertEqual(node.seedPoints.GetNumberOfControlPoints(), len(SAMPLE_LESIONS))
+        self.delayDisplay("Synthetic patient loaded")
+
+        problems = logic.segmentFromSeeds(node)
+        segments = node.segmentation.GetSegmentation().GetNumberOfSegments()
+        self.assertEqual(segments + len(problems), len(SAMPLE_LESIONS))
+        self.assertGreater(segments, 0)
+        logic.segmentFromSeeds(node)  # growing again replaces the seed-grown segments
+        self.assertEqual(node.segmentation.GetSegmentation().GetNumberOfSegments(), segments)
+        self.delayDisplay(f"{segments} lesions grown from seeds")
+
+        report = logic.checkRules(node)
+        rules = _readTable(node.ruleTable)
+        self.assertEqual(len(rules), len(report.checks))
+        self.assertEqual({row["status"] for row in rules} - {"pass", "warn", "info"}, set())
+        self.assertEqual(rules[0]["rule"], "lesion_count")
+        before = _arrayOf(logic.lesionImage(node)[0])
+        logic.includeParts(node)
+        after = _arrayOf(logic.lesionImage(node)[0])
+        self.assertEqual(after.shape, slicer.util.arrayFromVolume(node.ctVolume).shape)
+        kept = before != 0
+        self.assertTrue(np.all(after[kept] == before[kept]), "including parts removed voxels")
+        self.assertTrue(logic.jumpToLesion(node, rules[1]["segment"]))
+        self.delayDisplay("ROI rules checked, parts included")
+
+        missing = logic.missingClassifierPackages()
+        if missing:
+            self.delayDisplay(f"Classification skipped: missing {', '.join(missing)}")
+        else:
+            job = logic.startClassification(node)
+            job.wait(timeoutSeconds=900)
+            summary = logic.finishClassification(node, job)
+            self.assertIsNotNone(summary, job.errorMessage or "\n".join(job.log[-10:]))
+            results = _readTable(node.resultsTable)
+            self.assertEqual(len(results), segments)
+            for row in results:
+                self.assertTrue(0.0 <= float(row["probability"]) <= 1.0)
+                self.assertIn(row["label"], ("malignant", "benign"))
+            self.assertTrue(summary["synthetic"])
+            self.assertIn("not for clinical use", node.modelStatus)
+            display = node.probabilityVolume.GetDisplayNode()
+            self.assertEqual(display.GetColorNodeID(), logic._probabilityColorNode().GetID())
+            legend = slicer.modules.colors.logic().GetColorLegendDisplayNode(node.probabilityVolume)
+            self.assertIsNotNone(legend)
+            self.assertTrue(legend.GetVisibility())
+            self.delayDisplay(f"Classified on {summary['device']}")
+
+        with tempfile.TemporaryDirectory() as folder:
+            node.exportFolder = folder
+            node.exportPerLesion = True
+            written = logic.exportCase(node)
+            self.assertIn(os.path.join(folder, "lesions.nii.gz"), written)
+            ct = logic.imageFromVolumeNode(node.ctVolume)
+            lesions = read_image(os.path.join(folder, "lesions.nii.gz"))
+            self.assertEqual(lesions.GetSize(), ct.GetSize())
+            np.testing.assert_allclose(lesions.GetOrigin(), ct.GetOrigin(), atol=1e-4)
+            np.testing.assert_allclose(lesions.GetSpacing(), ct.GetSpacing(), atol=1e-5)
+            np.testing.assert_allclose(lesions.GetDirection(), ct.GetDirection(), atol=1e-6)
+            exported = set(np.unique(_arrayOf(lesions)).tolist())
+            self.assertEqual(exported, set(range(segments + 1)))
+            for label in range(1, segments + 1):
+                single = read_image(os.path.join(folder, f"lesion_{label:02d}.nii.gz"))
+                self.assertEqual(set(np.unique(_arrayOf(single)).tolist()), {0, 1})
+        self.delayDisplay("Export read back: CT grid and labels 1..n")
+
+
+def _arrayOf(image):
+    """Voxels of a SimpleITK image (the self-test's checks; the module itself does no numerics)."""
+    from BoneOligoMetLib.coords import array_from_image
+
+    return array_from_image(image)[0]

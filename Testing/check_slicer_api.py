@@ -14,7 +14,8 @@ Slicer source checkout (and CTK's, for ctk widgets):
   or a base class declares it; Qt's own members are listed below;
 - ``self.<name>`` in the Module/Widget/Logic/Test classes: defined here or in Slicer's base
   classes (``ScriptedLoadableModule.py``, ``VTKObservationMixin``, ``unittest.TestCase``);
-- the .ui: custom widget classes, their properties (``Q_PROPERTY``), enum values and the
+- the .ui: custom widget classes and their Designer plugins (what ``slicer.util.loadUI`` needs
+  to build them), their properties (``Q_PROPERTY``), enum values and the
   ``mrmlSceneChanged`` -> ``setMRMLScene`` connections;
 - Sample Data's ``registerCustomSampleDataSource`` and the source attributes used.
 
@@ -382,6 +383,8 @@ def _check_ui(ui: ET.Element, report: Report, headers: Headers, with_ctk: bool) 
         if not cls.startswith(("q", "ctk")) or (cls.startswith("ctk") and not with_ctk):
             continue
         report.check(cls in headers.paths, f".ui class {cls}")
+        # slicer.util.loadUI builds a class through its Qt Designer plugin
+        report.check(f"{cls}Plugin" in headers.paths, f".ui designer plugin {cls}Plugin")
         report.check(cls in declared, f".ui <customwidget> {cls}")
         members = headers.members(cls)
         for prop in widget.findall("property"):

@@ -103,8 +103,8 @@ def test_top_level_imports_are_light():
             assert name.split(".")[0] in TOP_LEVEL_ALLOWED, f"top-level import of {name}"
 
 
-# Loads BoneOligoMet.py with stand-ins for Slicer's modules and reports what else got imported.
-_IMPORT_PROBE = r"""
+# Stand-ins for Slicer's Python modules (slicer, qt, ctk, vtk): any name is a do-nothing class.
+_STUBS = r"""
 import importlib.abc, importlib.machinery, json, sys, types
 
 class _Stub(types.ModuleType):
@@ -135,11 +135,67 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 sys.meta_path.insert(0, _Finder())
+"""
+# Loads BoneOligoMet.py with the stand-ins and reports what else got imported.
+_IMPORT_PROBE = (
+    _STUBS
+    + r"""
 before = set(sys.modules)
 sys.path.insert(0, sys.argv[1])
 import BoneOligoMet
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
+)
+# Runs the panel's ClassificationJob on a real process: Popen for launchConsoleProcess, polling
+# by hand for the QTimer (what wait() does in Slicer).
+_JOB_PROBE = (
+    _STUBS
+    + r"""
+import subprocess, time
+sys.path.insert(0, sys.argv[1])
+import qt, slicer
+import BoneOligoMet
+
+class Timer:
+    def setInterval(self, ms): pass
+    def connect(self, signal, slot): pass
+    def start(self): pass
+    def stop(self): pass
+
+def launch(args, updateEnvironment=None):
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True
+    )
+
+qt.QTimer = Timer
+slicer.util = types.SimpleNamespace(launchConsoleProcess=launch)
+slicer.app = types.SimpleNamespace(processEvents=lambda: None)
+case, folder = sys.argv[2], sys.argv[3]
+if case == "stubborn":  # ignores the cancel file: the job must kill it
+    command = [sys.executable, "-c",
+               "import time; print('BOM-PROGRESS 0.5 half way', flush=True); time.sleep(60)"]
+else:
+    command = [sys.executable, BoneOligoMet.WORKER_SCRIPT, folder]
+BoneOligoMet.ClassificationJob.CANCEL_GRACE_S = 1.0
+progress, completed = [], []
+job = BoneOligoMet.ClassificationJob(
+    folder, command, None, ["segment"], lambda f, m: progress.append([f, m]),
+    lambda j: completed.append(j.returnCode),
+)
+started = time.monotonic()
+job.start()
+if case == "stubborn":
+    while not progress:
+        job._poll()
+        time.sleep(0.05)
+    job.cancel()
+job.wait(timeoutSeconds=120)
+print(json.dumps({
+    "returnCode": job.returnCode, "cancelled": job.cancelled, "error": job.errorMessage,
+    "progress": progress, "completed": completed, "seconds": time.monotonic() - started,
+}))
+"""
+)
 
 
 def test_importing_the_module_loads_nothing_heavy():
@@ -154,6 +210,44 @@ def test_importing_the_module_loads_nothing_heavy():
     assert "BoneOligoMet" in loaded
     heavy = [name for name in loaded if name.split(".")[0] in HEAVY]
     assert not heavy, f"importing BoneOligoMet.py loads {heavy}"
+
+
+def _job(case: str, folder: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", _JOB_PROBE, str(ROOT), case, str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=180,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_classification_job_reports_a_worker_error(tmp_path):
+    (tmp_path / "job.json").write_text(json.dumps({"ct": "ct.nrrd", "suv": "s", "lesions": "l"}))
+    job = _job("worker", tmp_path)
+    assert job["returnCode"] == 2
+    assert not job["cancelled"]
+    assert job["error"]
+    assert job["completed"] == [2]
+
+
+def test_classification_job_sees_the_worker_stop_on_cancel(tmp_path):
+    (tmp_path / "job.json").write_text(json.dumps({"ct": "ct.nrrd"}))
+    (tmp_path / "cancel").write_text("cancel\n")
+    job = _job("worker", tmp_path)
+    assert job["returnCode"] == 3
+    assert job["cancelled"]
+    assert job["completed"] == [3]
+
+
+def test_classification_job_kills_a_worker_that_ignores_cancel(tmp_path):
+    job = _job("stubborn", tmp_path)
+    assert job["progress"] == [[0.5, "half way"]]
+    assert job["cancelled"]
+    assert job["returnCode"] != 0
+    assert job["completed"] == [job["returnCode"]]
+    assert job["seconds"] < 20  # the worker would have slept 60 s
 
 
 def test_module_and_worker_are_python39_syntax():

@@ -736,7 +736,8 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         if seeds is None or seeds.GetNumberOfControlPoints() == 0:
             raise ValueError(_("Place at least one seed point on a lesion."))
         ct, suv = self._images(parameterNode)
-        points = ras_to_lps_points(slicer.util.arrayFromMarkupsControlPoints(seeds, world=True))
+        ras = slicer.util.arrayFromMarkupsControlPoints(seeds, world=True)
+        points = [tuple(point) for point in ras_to_lps_points(ras)]  # a list: seeds are a Sequence
         grown = segment_lesions(
             ct, suv, points, skip_failed=True, method=parameterNode.segmentationMethod
         )

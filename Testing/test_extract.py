@@ -78,7 +78,7 @@ def test_cohort_extracts_to_one_table_in_manifest_order(cohort, tmp_path):
         "patient_id", "lesion_label", "label",
         "clin_age", "clin_subtype", "clin_site", "clin_bone_change",
     ]  # fmt: skip
-    groups = [next(p for p in GROUP_PREFIXES if c.startswith(p)) for c in columns[5:]]
+    groups = [next(p for p in GROUP_PREFIXES if c.startswith(p)) for c in columns[7:]]
     assert groups == sorted(groups, key=GROUP_PREFIXES.index)
     assert not [(r["patient_id"], c) for r in rows for c in columns if _is_missing(r[c])]
     assert [r["label"] for r in rows] == [int(m["label"]) for m in manifest]

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="petct",
         help="petct (default): SUV ≥ --threshold defines the search region grown from the "
         "seed, the CT (departure from the patient's marrow) and the lesion's own PET contrast "
-        "draw the border within 6 mm of it (§2.3: PET and CT where borders are unclear); "
+        "draw the border within 12 mm of it (§2.3: PET and CT where borders are unclear); "
         "pet: the plain SUV ≥ --threshold (or --relative) region",
     )
     parser.add_argument(

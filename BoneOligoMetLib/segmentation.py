@@ -621,7 +621,8 @@ def segment_lesions(
     require_hu(ct, "CT")
     require_suv(suv, "PET")
     require_overlap(ct, suv, ("CT", "PET"))
-    if not seeds:
+    seeds = [tuple(float(c) for c in point) for point in seeds]  # a list, or an (n, 3) array
+    if len(seeds) == 0:
         raise SegmentationError("no seed point given")
     dtype = np.uint8 if len(seeds) < 256 else np.uint16
     labels = np.zeros(ct.GetSize()[::-1], dtype=dtype)

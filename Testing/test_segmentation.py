@@ -431,3 +431,11 @@ def test_part_fractions_of_unseen_generated_patients_within_2_points():
     # 5 of 5 parts within 2 pp on these seeds (cores grown to their half-way HU); 0.8 leaves
     # one lesion's margin. Cohort numbers (seed 7): bench/bench_segment.py.
     assert np.mean(errors <= 0.02) >= 0.8, np.round(errors, 3)
+
+
+def test_segment_lesions_takes_an_array_of_seeds_and_refuses_none(ct_pet_pair):
+    from BoneOligoMetLib.segmentation import SegmentationError, segment_lesions
+
+    ct, pet = ct_pet_pair
+    with pytest.raises(SegmentationError, match="no seed"):
+        segment_lesions(ct, pet, np.zeros((0, 3)))

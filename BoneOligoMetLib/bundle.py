@@ -153,7 +153,9 @@ def save_bundle(
     deep_columns = [c for c in schema if c.startswith("dl_")]
     if deep_columns and deep_folder is None:
         raise BundleError("the schema has dl_* columns: give the networks' folder")
-    sio.dump(pipeline, folder / MODEL)
+    import zipfile
+
+    sio.dump(pipeline, folder / MODEL, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     if deep_folder is not None:
         target = folder / DEEP
         if target.exists():

@@ -10,10 +10,13 @@ What a reader does, end to end, on data that take the path real data take:
    generator's ground-truth mask), as the study's readers did;
 4. the study's ROI rules are checked and printed as a table; metabolic parameters are measured
    against the liver reference;
-5. outputs: ``lesions.nii.gz`` (the exported segmentation, CT grid), ``suv.nii.gz``,
-   ``rules.csv``, ``metabolic.csv``, ``fused_pet_ct.png`` and ``report.md``.
-
-Classification is added by later releases.
+5. every lesion is classified with the packaged synthetic demo bundle (DLR+Complex random
+   forest: radiomics, BasicNet deep features, metabolic and clinical values): ``results.csv`` /
+   ``results.json``, the probability overlay ``overlay.nii.gz`` (CT grid) and one fused PET/CT
+   snapshot per lesion with its outline and probability (``lesion_N.png``);
+6. outputs: ``lesions.nii.gz`` (the exported segmentation, CT grid), ``suv.nii.gz``,
+   ``rules.csv``, ``metabolic.csv``, ``fused_pet_ct.png``, ``report.md`` and ``report.html``
+   (self-contained, snapshots inline).
 """
 
 from __future__ import annotations
@@ -154,15 +157,73 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"TLG {row['met_tlg']:.2f}, SUVmax/liver {row['met_suv_max_liver_ratio']:.2f}, "
             f"HU {row['met_hu_mean']:.0f} — truth: {' '.join(truth_text)}"
         )
+
+    # 5. One click: every lesion classified with the packaged demo bundle.
+    from BoneOligoMetLib.classify import classify_case
+    from BoneOligoMetLib.cli.classify import write_results
+
+    clinical: dict = {"age": patient.clinical.age_years, "subtype": patient.clinical.subtype}
+    for key in ("site", "bone_change"):  # what the reader records per lesion
+        clinical[key] = {
+            label: records[truth].get(key) for label, truth in truth_of.items() if truth in records
+        }
+    result = classify_case(ct, suv, lesions, clinical=clinical, liver_seed_lps_mm=liver,
+                           name=patient.patient_id)  # fmt: skip
+    snapshots = write_results(result, ct, suv, lesions, out)
     say()
     say(
-        "Files: lesions.nii.gz (exported segmentation), suv.nii.gz, rules.csv, metabolic.csv, "
-        "fused_pet_ct.png, patient/ (DICOM, NIfTI ground truth, patient.json)."
+        f"Classification ({result.bundle_name}; threshold {result.threshold:.3f}, {result.device}):"
+    )
+    say(f"**{result.warning}**")
+    for row in result.rows:
+        record = records.get(truth_of[row["lesion_label"]], {})
+        truth_text = "malignant" if record.get("label") else "benign"
+        say(
+            f"- ROI {row['lesion_label']}: P(malignant) = {row['probability']:.2f} -> "
+            f"{'malignant' if row['malignant'] else 'benign'} — truth: {truth_text} "
+            f"({str(record.get('lesion_type', '?')).replace('_', ' ')})"
+        )
+    say()
+    say(
+        "Files: lesions.nii.gz (exported segmentation), suv.nii.gz, overlay.nii.gz (probability "
+        "per lesion), results.csv/.json, lesion_N.png, rules.csv, metabolic.csv, fused_pet_ct.png, "
+        "report.html, patient/ (DICOM, NIfTI ground truth, patient.json)."
     )
     say("Synthetic data for demonstration; not patient data, not a clinical result.")
     (out / "report.md").write_text("\n".join(report) + "\n", encoding="utf-8")
-    print(f"wrote {out / 'report.md'}")
+    images = [out / "fused_pet_ct.png"] + [p for p in snapshots if p.suffix == ".png"]
+    _write_html(report, images, out / "report.html")
+    print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return 0
+
+
+def _write_html(lines: Sequence[str], images: Sequence[Path], path: Path) -> None:
+    """The report as one self-contained HTML page (text as written, PNGs inline)."""
+    import base64
+    import html
+
+    body = []
+    for line in lines:
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("**") and line.endswith("**"):
+            body.append(f'<p class="warning">{html.escape(line.strip("*"))}</p>')
+        elif line != "```":
+            body.append(f"<div>{html.escape(line) or '&nbsp;'}</div>")
+    for image in images:
+        data = base64.b64encode(image.read_bytes()).decode("ascii")
+        body.append(f'<figure><img alt="{image.name}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(image.name)}</figcaption></figure>")  # fmt: skip
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "div{white-space:pre-wrap;font-family:monospace}"
+        ".warning{color:#b00;font-weight:bold}img{max-width:100%}"
+    )
+    path.write_text(
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>BoneOligoMet demo</title>'
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n",
+        encoding="utf-8",
+    )
 
 
 if __name__ == "__main__":

@@ -30,3 +30,23 @@ def test_demo_writes_every_output_and_reads_suv_back(tmp_path, capsys):
     with open(tmp_path / "rules.csv", newline="") as handle:
         rules = {row["rule"] for row in csv.DictReader(handle)}
     assert {"lesion_count", "holes", "outside_bone", "necrotic", "calcified", "fdg_avid"} <= rules
+    # One-click classification with the packaged synthetic bundle: results, overlay, snapshots.
+    import json
+
+    import numpy as np
+
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["synthetic"] is True
+    assert "not for clinical use" in result["warning"]
+    assert [row["lesion_label"] for row in result["lesions"]] == labels
+    overlay = sitk.ReadImage(str(tmp_path / "overlay.nii.gz"))
+    assert overlay.GetSize() == lesions.GetSize()
+    values = sitk.GetArrayViewFromImage(overlay)
+    for row in result["lesions"]:
+        inside = sitk.GetArrayViewFromImage(lesions) == row["lesion_label"]
+        assert np.allclose(values[inside], row["probability"])
+        assert (tmp_path / f"lesion_{row['lesion_label']}.png").stat().st_size > 5_000
+    page = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "http://" not in page
+    assert "not for clinical use" in page

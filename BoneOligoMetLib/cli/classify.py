@@ -75,7 +75,7 @@ def write_results(result, ct, suv, lesions, out, png: bool = True) -> list:
             verdict = "malignant" if row["malignant"] else "benign"
             title = f"lesion {label}: P(malignant) = {row['probability']:.2f} ({verdict})"
             if result.warning:
-                title += f"\n{result.warning}"
+                title += f" — {result.warning}"
             path = out / f"lesion_{label}.png"
             fused_slice_png(ct, suv, lesions, path, label=label, title=title)
             written.append(path)

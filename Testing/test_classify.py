@@ -153,3 +153,17 @@ def test_bone_change_and_overlay_helpers():
     assert overlay[2, 2, 1] == 0.25
     assert overlay[5, 5, 2] == 0.75
     assert overlay[0, 0, 0] == 0.0
+
+
+def test_packaged_demo_bundle_is_current_and_marked_synthetic():
+    from BoneOligoMetLib import demo_bundle
+    from BoneOligoMetLib.bundle import default_bundle_path
+
+    assert demo_bundle.main(["--check"]) == 0  # built from the current recipe and parameters
+    bundle = load_bundle(default_bundle_path())
+    assert bundle.synthetic
+    assert bundle.deep is not None
+    assert any(c.startswith("dl_ct_") for c in bundle.schema)
+    assert any(c.startswith("clin_") for c in bundle.schema)
+    held_out = bundle.manifest["metrics"]
+    assert held_out["dlr_complex_rf"]["auc"] > held_out["suvmax_liver"]["auc"]

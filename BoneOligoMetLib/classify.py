@@ -65,6 +65,7 @@ class CaseResult:
     bundle_name: str
     checks: list[Any] = field(default_factory=list)  # every roi_rules.RuleCheck
     features: list[dict[str, Any]] = field(default_factory=list)  # the model's input rows
+    notes: list[str] = field(default_factory=list)  # e.g. a clinical category not given
 
 
 def bone_change_from_hu(hu_mean: Optional[float]) -> str:
@@ -135,7 +136,7 @@ def classify_case(
     if liver_columns and liver_seed_lps_mm is None:
         raise BundleError(
             f"{name}: the model uses the liver reference ({liver_columns[0]}, ...): give the liver "
-            "seed point (--liver-seed X,Y,Z in LPS mm; a 3 cm sphere in the liver, §2.3)"
+            "reference point (LPS mm; the centre of a 3 cm sphere in the liver, §2.3)"
         )
     report(0.05, "checking the images")
     case = prepare_case(
@@ -153,6 +154,9 @@ def classify_case(
         report(0.15, "deep features")
         deep_rows = bundle.deep.case_features(ct, suv, lesions, regions=case.regions, name=name)
     clinical = dict(clinical or {})
+    encoder = getattr(bundle.pipeline, "named_steps", {}).get("encode")
+    categorical = set(getattr(encoder, "categorical", ()))
+    notes: list[str] = []
     rows, feature_rows = [], []
     for number, label in enumerate(labels):
         report(0.2 + 0.75 * number / len(labels), f"lesion {label}: features")
@@ -162,10 +166,14 @@ def classify_case(
             row["clin_bone_change"] = bone_change_from_hu(row.get("met_hu_mean"))
         row.update(deep_rows.get(label, {}))
         missing = [c for c in bundle.schema if c.startswith("clin_") and c not in row]
+        for column in [c for c in missing if c in categorical]:
+            row[column] = None  # a category not given counts as none of the known ones
+            notes.append(f"lesion {label}: {column[5:]} not given (treated as unknown)")
+        missing = [c for c in missing if c not in categorical]
         if missing:
             raise BundleError(
                 f"{name} lesion {label}: the model needs the clinical value(s) "
-                f"{', '.join(c[5:] for c in missing)} (e.g. --clinical {missing[0][5:]}=...)"
+                f"{', '.join(c[5:] for c in missing)}"
             )
         feature_rows.append(row)
     probabilities = bundle.predict_proba(feature_rows, where=name)
@@ -193,4 +201,5 @@ def classify_case(
         bundle_name=bundle.name,
         checks=list(rules.checks),
         features=feature_rows,
+        notes=notes,
     )

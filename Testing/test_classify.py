@@ -167,3 +167,18 @@ def test_packaged_demo_bundle_is_current_and_marked_synthetic():
     assert any(c.startswith("clin_") for c in bundle.schema)
     held_out = bundle.manifest["metrics"]
     assert held_out["dlr_complex_rf"]["auc"] > held_out["suvmax_liver"]["auc"]
+
+
+def test_demo_bundle_missing_clinical_values():
+    from BoneOligoMetLib.phantom import generate_patient
+
+    patient = generate_patient(5, "small", n_lesions=1)
+    images = (patient.ct, patient.suv, patient.lesion_labels)
+    seed = patient.liver_seed_lps_mm
+    result = classify_case(*images, clinical={"age": 60, "subtype": "HR+"}, liver_seed_lps_mm=seed)
+    assert any("site not given (treated as unknown)" in note for note in result.notes)
+    assert 0.0 <= result.rows[0]["probability"] <= 1.0
+    with pytest.raises(BundleError, match="needs the clinical value"):
+        classify_case(*images, clinical={"subtype": "HR+"}, liver_seed_lps_mm=seed)
+    with pytest.raises(BundleError, match="liver reference point"):
+        classify_case(*images, clinical={"age": 60, "subtype": "HR+"})

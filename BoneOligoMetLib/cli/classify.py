@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         ])  # fmt: skip
     print(align(lines, left=(2, 6)))
     print(f"model: {result.bundle_name} (threshold {result.threshold:.3f}; {result.device})")
+    for note in result.notes:
+        print(f"note: {note}")
     if result.warning:
         print(f"WARNING: {result.warning}")
     print(f"results, overlay and snapshots: {args.out}")

@@ -19,7 +19,6 @@ saying what differs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.store import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,9 @@ class BundleError(BoneOligoMetError):
     """A model bundle that is incomplete, altered, or does not fit the features."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _files(folder: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(folder)): _sha256(p)
+        str(p.relative_to(folder)): file_sha256(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
@@ -230,7 +222,7 @@ def load_bundle(folder: Union[str, Path], device: Optional[str] = None) -> Bundl
         file = folder / name
         if not file.is_file():
             raise BundleError(f"{folder}: {name} is missing")
-        if _sha256(file) != digest:
+        if file_sha256(file) != digest:
             raise BundleError(f"{folder}: {name} differs from the file the bundle was saved with")
     extraction = ExtractionConfig.from_mapping(manifest["extraction"])
     for group, digest in manifest.get("group_digests", {}).items():

@@ -44,6 +44,15 @@ def file_fingerprint(path: Union[str, Path]) -> list:
     return [str(path), "missing"]
 
 
+def file_sha256(path: Union[str, Path]) -> str:
+    """SHA-256 of a file's content (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def case_fingerprint(inputs: Iterable[str]) -> str:
     """SHA-256 of the fingerprints of a case's input files and folders."""
     text = json.dumps([file_fingerprint(p) for p in inputs])

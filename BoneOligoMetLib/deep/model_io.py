@@ -10,7 +10,6 @@ built from the JSON; a missing, extra or mis-shaped tensor is an error naming th
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 
 from BoneOligoMetLib.deep.config import MODALITIES, DeepConfig
 from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.store import file_sha256
 
 WEIGHTS = "weights.safetensors"
 CONFIG = "network.json"
@@ -51,14 +51,6 @@ class LoadedNetwork:
 
 def feature_names(modality: str, n: int) -> list[str]:
     return [f"dl_{modality}_{i:03d}" for i in range(n)]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_network(
@@ -103,7 +95,7 @@ def save_network(
         "feature_mean": mean,
         "feature_std": std,
         "weights_dtype": "float16" if half else "float32",
-        "weights_sha256": _sha256(folder / WEIGHTS),
+        "weights_sha256": file_sha256(folder / WEIGHTS),
         "summary": dict(summary or {}),
         "versions": {
             "bone-oligomet": __version__,
@@ -136,7 +128,7 @@ def load_network(folder: Union[str, Path], device: Optional[str] = None) -> Load
         raise ModelFileError(
             f"{config_path}: format {description.get('format')!r}, expected {FORMAT!r}"
         )
-    if _sha256(weights_path) != description.get("weights_sha256"):
+    if file_sha256(weights_path) != description.get("weights_sha256"):
         raise ModelFileError(f"{weights_path}: SHA-256 differs from the one in {CONFIG}")
     config = DeepConfig.from_mapping(description["config"], where=str(config_path))
     modality = description["modality"]

@@ -339,3 +339,19 @@ def test_train_deep_without_labels_is_a_clear_error(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("patient_id,lesion_label,lesions,ct,suv\nP1,1,l.nii.gz,c.nii.gz,s.nii.gz\n")
     assert main(["train-deep", "--features-from", str(manifest), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_init_checkpoint_is_transferred_or_refused():
+    patches = _blob_patches(32)
+    config = _tiny(epochs=1)
+    base = train_network(patches, "pet", config, np.arange(24), np.arange(24, 32))
+    fresh = train_network(patches, "pet", config, np.arange(24), np.arange(24, 32))
+    warm = train_network(
+        patches, "pet", config, np.arange(24), np.arange(24, 32),
+        init_state=base.model.state_dict(),
+    )  # fmt: skip
+    key = "classifier.3.weight"
+    assert not torch.equal(warm.model.state_dict()[key], fresh.model.state_dict()[key])
+    alien = build_network("resnet10").state_dict()
+    with pytest.raises(Exception, match="no tensor of the checkpoint fits"):
+        train_network(patches, "pet", config, np.arange(24), np.arange(24, 32), init_state=alien)

@@ -247,8 +247,19 @@ def train_network(
     target = select_device(device)
     model = build_network(config.network.architecture, **config.network.options())
     if init_state is not None:
+        own = model.state_dict()
+        # Transfer what fits (e.g. a checkpoint of the other modality or another cohort); a
+        # checkpoint that shares no tensor with this network is a mistake, not a start.
+        fitting = {
+            k: v
+            for k, v in init_state.items()
+            if k in own and tuple(v.shape) == tuple(own[k].shape)
+        }
+        if not fitting:
+            raise TrainingError("--init: no tensor of the checkpoint fits this network")
+        log.info("--init: %d of %d tensors transferred", len(fitting), len(own))
         try:
-            model.load_state_dict(init_state, strict=False)
+            model.load_state_dict(fitting, strict=False)
         except RuntimeError as error:
             message = str(error).splitlines()[0]
             raise TrainingError(

@@ -57,10 +57,12 @@ def build(out: Path, work: Path, recipe: dict[str, Any], workers: int = 2) -> di
     from BoneOligoMetLib.bundle import save_bundle
     from BoneOligoMetLib.deep.cohort import train_deep
     from BoneOligoMetLib.deep.config import preset
+    from BoneOligoMetLib.evaluation import evaluate
     from BoneOligoMetLib.extract import extract_cohort
+    from BoneOligoMetLib.feature_table import FeatureTable
     from BoneOligoMetLib.features import ExtractionConfig
     from BoneOligoMetLib.manifest import read_manifest
-    from BoneOligoMetLib.modeling import FeatureTable, evaluate, fit_baseline, fit_model
+    from BoneOligoMetLib.modeling import fit_baseline, fit_model
     from BoneOligoMetLib.phantom import generate_cohort
     from BoneOligoMetLib.stats import delong_test
 

@@ -1,7 +1,7 @@
 """The run report of ``bone-oligomet train``: ``report.html`` (self-contained: inline CSS, figures
 as inline base64 PNG, nothing fetched) and the CSVs beside it.
 
-``write_outputs(result, out_dir)`` writes, for a :class:`~BoneOligoMetLib.modeling.GridResult`:
+``write_outputs(result, out_dir)`` writes, for a :class:`~BoneOligoMetLib.grid.GridResult`:
 
 - ``metrics.csv``: one row per model × classifier × set (train = resubstitution, train_oof =
   out-of-fold on the training patients, test / cv / external = held out), AUC with DeLong CI,
@@ -32,14 +32,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from BoneOligoMetLib.modeling import (
-    BASELINE,
-    GROUPS,
-    GridResult,
-    ModelRun,
-    classifier_name,
-    group_name,
-)
+from BoneOligoMetLib.feature_groups import BASELINE, GROUPS, classifier_name, group_name
+from BoneOligoMetLib.grid import GridResult, ModelRun
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +175,10 @@ DELONG_COLUMNS = (
 
 
 def characteristics(result: GridResult, by: str = "label") -> Any:
-    """Table-1-like characteristics (stats.CohortTable) of the lesions, by "label" (benign vs
-    malignant) or by "set" (training vs test of a split). None when nothing can be compared."""
-    from BoneOligoMetLib.stats import cohort_characteristics
+    """Table-1-like characteristics (characteristics.CohortTable) of the lesions, by "label"
+    (benign vs malignant) or by "set" (training vs test of a split). None when nothing can be
+    compared."""
+    from BoneOligoMetLib.characteristics import cohort_characteristics
 
     table = result.table
     variables = [c for c in table.columns if c.startswith("clin_")]

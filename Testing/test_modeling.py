@@ -13,17 +13,10 @@ import numpy as np
 import pytest
 
 from BoneOligoMetLib.classifiers import ClassifierError
-from BoneOligoMetLib.modeling import (
-    BASELINE,
-    GROUPS,
-    FeatureTable,
-    ModelConfig,
-    ModelingError,
-    TableEncoder,
-    fit_model,
-    group_key,
-    run_grid,
-)
+from BoneOligoMetLib.feature_groups import BASELINE, GROUPS, ModelingError, group_key
+from BoneOligoMetLib.feature_table import FeatureTable, TableEncoder
+from BoneOligoMetLib.grid import run_grid
+from BoneOligoMetLib.modeling import ModelConfig, fit_model
 from BoneOligoMetLib.stats import youden_threshold
 
 PREFIXES = ("ct_", "pet_", "petct_", "dl_ct_", "dl_pet_")
@@ -109,7 +102,7 @@ def test_groups_are_column_selections_by_prefix(table):
 
 def test_groups_without_their_columns_are_skipped_with_a_note():
     radiomics_only = synthetic_table(n_patients=30, prefixes=("ct_", "pet_", "petct_"))
-    from BoneOligoMetLib.modeling import resolve_groups
+    from BoneOligoMetLib.grid import resolve_groups
 
     keys, notes = resolve_groups(radiomics_only, None)
     assert keys == ["ct", "pet", "petct", "complex"]
@@ -276,6 +269,13 @@ def test_pipeline_round_trips_through_skops(grid, table):
     loaded = sio.loads(blob, trusted=sio.get_untrusted_types(data=blob))
     X = table.matrix(fitted.features)
     np.testing.assert_array_equal(loaded.predict_proba(X), fitted.pipeline.predict_proba(X))
+
+
+def test_table_encoder_keeps_its_old_class_path():
+    """Bundles saved before the split name ``BoneOligoMetLib.modeling.TableEncoder``."""
+    from BoneOligoMetLib import modeling
+
+    assert modeling.TableEncoder is TableEncoder
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from conftest import SHARED
 from test_modeling import FAST, synthetic_rows, synthetic_table
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.modeling import run_grid
+from BoneOligoMetLib.grid import run_grid
 from BoneOligoMetLib.report import (
     DELONG_COLUMNS,
     FIGURES,

@@ -13,7 +13,7 @@ from scipy import stats as sps
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
-from BoneOligoMetLib import stats
+from BoneOligoMetLib import characteristics, stats
 from BoneOligoMetLib.errors import BoneOligoMetError
 
 ASAH = SHARED / "data" / "aSAH"
@@ -214,7 +214,7 @@ def test_calibration_matches_sklearn():
 
 
 def test_cohort_characteristics_tests_by_kind(asah):
-    table = stats.cohort_characteristics(
+    table = characteristics.cohort_characteristics(
         asah, "outcome", ["age", "gender", "s100b"], kinds={"age": "normal"}
     )
     assert table.group_sizes == {"Good": 72, "Poor": 41}
@@ -242,7 +242,7 @@ def test_cohort_characteristics_small_counts_use_fisher_and_count_missing():
         "site": ["spine"] * 10 + ["rib"] * 2 + ["spine"] * 3 + ["rib"] * 4 + [None],
         "subtype": list("AABBCCAABC") + list("AB") + list("CCCBBAAC"),
     }
-    table = stats.cohort_characteristics(
+    table = characteristics.cohort_characteristics(
         columns, "split", ["site", "subtype"], groups=["train", "test"]
     )
     site = next(r for r in table.rows if r["variable"] == "site" and r["level"] == "")
@@ -257,20 +257,24 @@ def test_cohort_characteristics_small_counts_use_fisher_and_count_missing():
 def test_monte_carlo_fisher_agrees_with_the_exact_test():
     counts = np.array([[3, 9], [7, 2]])
     exact = sps.fisher_exact(counts)[1]
-    assert stats._fisher_monte_carlo(counts) == pytest.approx(exact, abs=0.01)
+    assert characteristics._fisher_monte_carlo(counts) == pytest.approx(exact, abs=0.01)
 
 
 def test_cohort_characteristics_from_an_arrow_table(asah):
     pa = pytest.importorskip("pyarrow")
     columns = {key: column(asah, key) for key in ("outcome", "age", "gender")}
-    from_rows = stats.cohort_characteristics(asah, "outcome", ["age", "gender"])
-    from_arrow = stats.cohort_characteristics(pa.table(columns), "outcome", ["age", "gender"])
+    from_rows = characteristics.cohort_characteristics(asah, "outcome", ["age", "gender"])
+    from_arrow = characteristics.cohort_characteristics(
+        pa.table(columns), "outcome", ["age", "gender"]
+    )
     assert from_arrow == from_rows
     assert list(from_rows.rows[0]) == from_rows.columns
 
 
 def test_cohort_table_writes_csv(tmp_path, asah):
-    table = stats.cohort_characteristics(asah, "outcome", ["wfns"], kinds={"wfns": "categorical"})
+    table = characteristics.cohort_characteristics(
+        asah, "outcome", ["wfns"], kinds={"wfns": "categorical"}
+    )
     table.to_csv(tmp_path / "table1.csv")
     with open(tmp_path / "table1.csv", newline="") as handle:
         written = list(csv.DictReader(handle))
@@ -290,8 +294,11 @@ def test_cohort_table_writes_csv(tmp_path, asah):
         (lambda: stats.auc_ci_delong([0, 1], [1, 2], level=95), "level"),
         (lambda: stats.binary_metrics([0, 1], [0.2, 0.8], float("nan")), "threshold"),
         (lambda: stats.calibration([0, 1], [0.2, 1.8]), "[0, 1]"),
-        (lambda: stats.cohort_characteristics({"g": [1, 1]}, "g", []), "at least 2 groups"),
-        (lambda: stats.cohort_characteristics({"g": [1, 2]}, "g", ["x"]), "'x' is not"),
+        (
+            lambda: characteristics.cohort_characteristics({"g": [1, 1]}, "g", []),
+            "at least 2 groups",
+        ),
+        (lambda: characteristics.cohort_characteristics({"g": [1, 2]}, "g", ["x"]), "'x' is not"),
     ],
 )
 def test_bad_input_is_a_one_line_error(call, fragment):

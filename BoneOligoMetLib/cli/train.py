@@ -97,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from BoneOligoMetLib.cli._common import align, progress
-    from BoneOligoMetLib.modeling import FeatureTable, ModelConfig, group_name, run_grid
+    from BoneOligoMetLib.feature_groups import group_name
+    from BoneOligoMetLib.feature_table import FeatureTable
+    from BoneOligoMetLib.grid import run_grid
+    from BoneOligoMetLib.modeling import ModelConfig
     from BoneOligoMetLib.report import write_outputs
 
     table = FeatureTable.read(args.features, reader=args.reader)

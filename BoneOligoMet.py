@@ -10,23 +10,16 @@ converts MRML nodes to and from SimpleITK images (RAS/LPS only through ``BoneOli
 and calls the library. Nothing clinical or numerical lives here.
 
 Classification runs in a background process (``Resources/Scripts/classify_worker.py`` under
-PythonSlicer), as MONAIAuto3DSeg and TotalSegmentator run their networks: the CNN and pyradiomics
-hold the CPU for tens of seconds, a process can be stopped at once (Cancel), its memory and GPU
-memory are returned when it ends, and a crash in a native library cannot take Slicer down. The
-blocking form of ``slicer.util.launchConsoleProcess`` exists in every supported Slicer (5.8+); a
-thread reads the output and a QTimer hands it to the GUI thread.
+PythonSlicer) that ``BoneOligoMetSlicer.background`` launches and follows; the classifier's
+packages are checked and, after asking, installed by ``BoneOligoMetSlicer.dependencies``.
 """
 
-import importlib.util
+import importlib
 import json
 import logging
 import numbers
 import os
-import queue
 import shutil
-import sys
-import threading
-import time
 from typing import Annotated, Optional
 
 import qt
@@ -48,10 +41,10 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from BoneOligoMetSlicer import background, dependencies
+
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 RESOURCES_DIR = os.path.join(MODULE_DIR, "Resources")
-WORKER_SCRIPT = os.path.join(RESOURCES_DIR, "Scripts", "classify_worker.py")
-REQUIREMENTS_FILE = os.path.join(RESOURCES_DIR, "requirements.txt")
 
 SAMPLE_NAME = "BoneOligoMet synthetic patient"
 SAMPLE_SEED = 3  # a small synthetic patient with three lesions and necrotic/calcified parts
@@ -67,17 +60,6 @@ CT_WINDOW_HU = (1800.0, 400.0)
 PET_WINDOW_SUV = (0.0, 8.0)
 PET_OPACITY = 0.5
 PROBABILITY_OPACITY = 0.6
-# Packages the in-process steps use; every supported Slicer ships them.
-CORE_PACKAGES = ("numpy", "scipy", "SimpleITK", "pydicom")
-# Packages that come from another Slicer extension rather than from pip (see requirements.txt).
-EXTENSION_PACKAGES = {
-    "torch": "install the PyTorch extension from the Extensions Manager (PyTorchUtils picks "
-    "a build for your GPU driver)",
-    "pyradiomics": "install the SlicerRadiomics extension from the Extensions Manager (it "
-    "builds pyradiomics for this Slicer; PyPI has no wheel for Slicer's Python)",
-}
-# Slicer's own packages, pinned to the installed version whenever anything is installed.
-PROTECTED_PACKAGES = ("numpy", "scipy", "SimpleITK", "vtk")
 PATIENT_ROW = "(patient)"  # the rule table's row of patient-level checks (lesion count)
 RESULT_COLUMNS = ("segment", "lesion", "probability", "label")
 RULE_COLUMNS = ("segment", "lesion", "rule", "status", "value", "threshold", "unit", "message")
@@ -216,6 +198,12 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._job.cancel()
         self.removeObservers()
 
+    def onReload(self) -> None:
+        """Developer mode's Reload: the helper package first, so that its edits take effect too."""
+        importlib.reload(background)
+        importlib.reload(dependencies)
+        ScriptedLoadableModuleWidget.onReload(self)
+
     def enter(self) -> None:
         self.initializeParameterNode()
 
@@ -335,7 +323,7 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(
             _("Failed to start the classification."), waitCursor=True
         ):
-            if not self._ensureClassifierPackages():
+            if not dependencies.confirmAndInstall():
                 return
             self._progressDialog = slicer.util.createProgressDialog(
                 labelText=_("Starting the classifier..."),
@@ -368,20 +356,6 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Classification failed."), waitCursor=True):
             if self.logic.finishClassification(self._parameterNode, job) is None:
                 slicer.util.showStatusMessage(_("Classification cancelled."), 5000)
-
-    def _ensureClassifierPackages(self) -> bool:
-        """Ask before installing what the classifier lacks; never installs without a yes."""
-        missing = self.logic.missingClassifierPackages()
-        if not missing:
-            return True
-        text = _(
-            "The classifier needs Python packages this Slicer does not have:\n\n{packages}\n\n"
-            "Install them now? Slicer's own numpy, scipy, SimpleITK and VTK are kept as they are."
-        ).format(packages="\n".join(f"  {line}" for line in self.logic.installPlan(missing)))
-        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("BoneOligoMet")):
-            return False
-        self.logic.installClassifierPackages(missing)
-        return not self.logic.missingClassifierPackages()
 
     def onBrowseExportFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(
@@ -417,120 +391,6 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         model = tableView.model()
         name = model.data(model.index(index.row(), 0))
         return name or None
-
-
-class ClassificationJob:
-    """One background classification: ``PythonSlicer classify_worker.py FOLDER``.
-
-    ``start`` launches it; a reader thread queues its output lines and a QTimer hands them to the
-    GUI thread (``onProgress(fraction, message)``, then ``onCompleted(job)`` once). ``cancel``
-    asks the worker to stop (it exits within a fraction of a second) and kills it if it has not
-    after a grace period. ``wait`` blocks while keeping the GUI alive (self-test, scripts).
-    """
-
-    POLL_MS = 200
-    CANCEL_GRACE_S = 5.0
-
-    def __init__(self, folder, command, environment, segmentIds, onProgress=None, onCompleted=None):
-        self.folder = folder
-        self.command = command
-        self.environment = environment
-        self.segmentIds = segmentIds
-        self.onProgress = onProgress
-        self.onCompleted = onCompleted
-        self.process = None
-        self.returnCode = None
-        self.errorMessage = ""
-        self.resultFile = None
-        self.cancelled = False
-        self.finished = False
-        self.log = []
-        self._cancelTime = None
-        self._lines = queue.Queue()
-        self._timer = qt.QTimer()
-        self._timer.setInterval(self.POLL_MS)
-        self._timer.connect("timeout()", self._poll)
-
-    def start(self) -> None:
-        logging.info(f"BoneOligoMet: starting {' '.join(self.command)}")
-        self.process = slicer.util.launchConsoleProcess(
-            self.command, updateEnvironment=self.environment
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        self._timer.start()
-
-    def _read(self) -> None:
-        try:
-            while True:
-                try:
-                    line = self.process.stdout.readline()
-                except UnicodeDecodeError:  # a log line in another code page: skip it
-                    continue
-                if not line:
-                    break
-                self._lines.put(line.rstrip())
-            self.process.wait()
-        finally:
-            self._lines.put(None)
-
-    def _poll(self) -> None:
-        while not self.finished:
-            try:
-                line = self._lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is None:
-                self._finish()
-            else:
-                self._handle(line)
-        if (
-            not self.finished
-            and self._cancelTime is not None
-            and time.monotonic() - self._cancelTime > self.CANCEL_GRACE_S
-            and self.process.poll() is None
-        ):
-            self.process.kill()
-
-    def _handle(self, line: str) -> None:
-        kind, _separator, text = line.partition(" ")
-        if kind == "BOM-PROGRESS":
-            fraction, _separator, message = text.partition(" ")
-            if self.onProgress is not None and fraction.replace(".", "", 1).isdigit():
-                self.onProgress(float(fraction), message)
-        elif kind == "BOM-ERROR":
-            self.errorMessage = text
-        elif kind == "BOM-CANCELLED":
-            self.cancelled = True
-        elif kind == "BOM-RESULT":
-            self.resultFile = os.path.join(self.folder, text)
-        else:
-            self.log.append(line)
-            logging.info(f"BoneOligoMet classifier: {line}")
-
-    def _finish(self) -> None:
-        self.finished = True
-        self._timer.stop()
-        self.returnCode = self.process.returncode
-        if self.onCompleted is not None:
-            self.onCompleted(self)
-
-    def cancel(self) -> None:
-        if self.finished or self.process is None:
-            return
-        self.cancelled = True
-        self._cancelTime = time.monotonic()
-        with open(os.path.join(self.folder, "cancel"), "w") as handle:
-            handle.write("cancel\n")
-
-    def wait(self, timeoutSeconds: Optional[float] = None) -> None:
-        started = time.monotonic()
-        while not self.finished:
-            self._poll()
-            slicer.app.processEvents()
-            if timeoutSeconds is not None and time.monotonic() - started > timeoutSeconds:
-                self.cancel()
-                timeoutSeconds = None  # let the cancel finish the job
-            time.sleep(0.05)
 
 
 class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
@@ -899,70 +759,20 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
     def missingClassifierPackages(self):
         """Lines of Resources/requirements.txt that this Slicer's Python does not satisfy."""
-        return [line for line in _requirements(REQUIREMENTS_FILE) if not _satisfied(line)]
+        return dependencies.missingPackages()
 
     @staticmethod
     def installPlan(requirements):
         """How each missing requirement would be installed (for the question to the user)."""
-        plan = []
-        for requirement in requirements:
-            name = _requirementName(requirement)
-            if name == "torch" and importlib.util.find_spec("PyTorchUtils") is not None:
-                plan.append(f"{requirement}: through the PyTorch extension (for your GPU driver)")
-            elif name in EXTENSION_PACKAGES:
-                plan.append(f"{requirement}: {EXTENSION_PACKAGES[name]}")
-            else:
-                plan.append(f"{requirement}: pip")
-        return plan
+        return dependencies.installPlan(requirements)
 
     def installClassifierPackages(self, requirements) -> None:
         """Installs ``requirements`` (the user agreed) without replacing Slicer's own packages.
 
-        torch comes through the PyTorch extension's PyTorchUtils (a build that matches the GPU
-        driver), pyradiomics only from the SlicerRadiomics extension (PyPI has no wheel for
-        Slicer's Python); the rest from pip with Slicer's own packages pinned. What needs an
-        extension that is not installed is reported in one error, after the rest is installed.
+        torch through the PyTorch extension, pyradiomics only from SlicerRadiomics, the rest from
+        pip with Slicer's own packages pinned (``BoneOligoMetSlicer.dependencies``).
         """
-        byName = {_requirementName(requirement): requirement for requirement in requirements}
-        needExtension = []
-        if byName.pop("pyradiomics", None):
-            needExtension.append(EXTENSION_PACKAGES["pyradiomics"])
-        torch = byName.pop("torch", None)
-        if torch:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                needExtension.append(EXTENSION_PACKAGES["torch"])
-            else:
-                specifier = torch[len("torch") :].strip() or None
-                logic = PyTorchUtils.PyTorchUtilsLogic()
-                if (
-                    logic.installTorch(askConfirmation=False, torchVersionRequirement=specifier)
-                    is None
-                ):
-                    raise RuntimeError("PyTorch was not installed.")
-        if byName:
-            slicer.util.pip_install([*byName.values(), "-c", self._writeConstraints()])
-        if needExtension:
-            raise RuntimeError(
-                "Still missing: " + "; ".join(needExtension) + ". Then restart Slicer."
-            )
-
-    @staticmethod
-    def _writeConstraints() -> str:
-        """A pip constraints file pinning Slicer's own packages to their installed versions."""
-        from importlib import metadata
-
-        lines = []
-        for name in PROTECTED_PACKAGES:
-            try:
-                lines.append(f"{name}=={metadata.version(name)}")
-            except metadata.PackageNotFoundError:
-                continue
-        path = os.path.join(slicer.util.tempDirectory("BoneOligoMet-pip-"), "constraints.txt")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        return path
+        dependencies.installPackages(requirements)
 
     def _classificationInputs(self, parameterNode):
         ct, suv = self._images(parameterNode)
@@ -991,19 +801,8 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
             job[role] = f"{role}.nrrd"
         with open(os.path.join(folder, "job.json"), "w", encoding="utf-8") as handle:
             json.dump(job, handle, indent=1)
-        python = shutil.which("PythonSlicer") or sys.executable
-        environment = {"CUDA_VISIBLE_DEVICES": "-1"} if job["device"] == "cpu" else None
         parameterNode.deviceStatus = _("Running ({device})...").format(device=job["device"])
-        classification = ClassificationJob(
-            folder,
-            [python, WORKER_SCRIPT, folder],
-            environment,
-            segmentIds,
-            onProgress,
-            onCompleted,
-        )
-        classification.start()
-        return classification
+        return background.startWorker(folder, segmentIds, job["device"], onProgress, onCompleted)
 
     def finishClassification(self, parameterNode, job):
         """Shows a finished job's results; None when it was cancelled, an error when it failed."""
@@ -1163,7 +962,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         return table
 
 
-# --- helpers: MRML tables, matrices, requirements ----------------------------------------------
+# --- helpers: MRML tables and matrices ------------------------------------------------------------
 
 
 def _ijkToRas(volumeNode):
@@ -1231,31 +1030,6 @@ def _writeCsv(tableNode, path):
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def _requirements(path):
-    with open(path, encoding="utf-8") as handle:
-        lines = [line.split("#")[0].strip() for line in handle]
-    return [line for line in lines if line and not line.startswith("-")]
-
-
-def _requirementName(requirement):
-    from packaging.requirements import Requirement
-
-    return Requirement(requirement).name.lower()
-
-
-def _satisfied(requirement) -> bool:
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    parsed = Requirement(requirement)
-    try:
-        installed = metadata.version(parsed.name)
-    except metadata.PackageNotFoundError:
-        return False
-    return parsed.specifier.contains(installed, prereleases=True)
 
 
 class BoneOligoMetTest(ScriptedLoadableModuleTest):

@@ -1,8 +1,9 @@
-"""Check that every Slicer API BoneOligoMet.py and its .ui file use exists in a Slicer source tree.
+"""Check that every Slicer API the module's Python files and .ui use exists in Slicer's source.
 
 Slicer cannot run in CI, so a renamed or removed Slicer function would only show in a user's
-Slicer. This script reads the module and the .ui with ``ast`` / XML and looks every name up in a
-Slicer source checkout (and CTK's, for ctk widgets):
+Slicer. This script reads the module (``BoneOligoMet.py`` and its helper package
+``BoneOligoMetSlicer/``) and the .ui with ``ast`` / XML and looks every name up in a Slicer
+source checkout (and CTK's, for ctk widgets):
 
 - ``slicer.util.f(...)``, ``slicer.packaging...``, ``from slicer.X import name``: a Python
   definition in ``Base/Python/slicer``; keyword arguments against the function's parameters;
@@ -40,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "BoneOligoMet.py"
+# The module's helpers (background job, dependency installer): checked the same way.
+HELPERS = tuple(sorted((ROOT / "BoneOligoMetSlicer").glob("*.py")))
 UI = ROOT / "Resources" / "UI" / "BoneOligoMet.ui"
 
 # VTK names the module calls (VTK's source is not part of Slicer's tree).
@@ -197,8 +200,15 @@ def _ui_widgets(ui: ET.Element) -> dict[str, str]:
     return {w.get("name"): w.get("class") for w in ui.iter("widget")}
 
 
-def check(slicer: Path, ctk: Path | None = None, module: Path = MODULE, ui: Path = UI) -> Report:
-    """Every Slicer name ``module`` and its .ui use; ctk widgets only when ``ctk`` is given."""
+def check(
+    slicer: Path,
+    ctk: Path | None = None,
+    module: Path = MODULE,
+    ui: Path = UI,
+    helpers: tuple[Path, ...] = HELPERS,
+) -> Report:
+    """Every Slicer name ``module``, its ``helpers`` and its .ui use; ctk widgets only when
+    ``ctk`` is given."""
     report = Report()
     headers = Headers([slicer] + ([ctk] if ctk else []))
     python = slicer / "Base" / "Python" / "slicer"
@@ -208,56 +218,57 @@ def check(slicer: Path, ctk: Path | None = None, module: Path = MODULE, ui: Path
     sample_data = PythonSource(slicer / "Modules" / "Scripted" / "SampleData" / "SampleData.py")
     segment_editor = PythonSource(slicer / "Modules" / "Scripted" / "SegmentEditor")
     modules = {p.name.lower(): p for p in (slicer / "Modules").glob("*/*") if p.is_dir()}
-    tree = ast.parse(module.read_text(encoding="utf-8"))
     ui = ET.parse(ui).getroot()
     widgets = _ui_widgets(ui)
-    python_modules = {  # standard-library modules imported by name (csv, queue, threading, ...)
-        (alias.asname or alias.name).split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {"metadata"}
+    for source in (module, *helpers):  # each file on its own: its imports, its classes
+        tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+        python_modules = {  # standard-library modules imported by name (csv, queue, ...)
+            (alias.asname or alias.name).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {"metadata"}
 
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "slicer":
-            for alias in node.names:
-                if node.module == "slicer":
-                    ok = alias.name in headers.paths or alias.name in util.names
-                else:
-                    path = python.joinpath(*node.module.split(".")[1:])
-                    path = path if path.is_dir() else path.with_suffix(".py")
-                    ok = path.exists() and alias.name in PythonSource(path).names
-                report.check(ok, f"from {node.module} import {alias.name}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "slicer":
+                for alias in node.names:
+                    if node.module == "slicer":
+                        ok = alias.name in headers.paths or alias.name in util.names
+                    else:
+                        path = python.joinpath(*node.module.split(".")[1:])
+                        path = path if path.is_dir() else path.with_suffix(".py")
+                        ok = path.exists() and alias.name in PythonSource(path).names
+                    report.check(ok, f"from {node.module} import {alias.name}")
 
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            _check_call(node, report, headers, util, sample_data, widgets)
-        if not isinstance(node, ast.Attribute):
-            continue
-        chain = _chain(node)
-        if len(chain) < 2 or isinstance(getattr(node, "ctx", None), ast.Store):
-            continue
-        head = chain[0]
-        if head == "slicer":
-            _check_slicer_chain(chain, report, headers, util, python, modules, sample_data)
-        elif head == "vtk":
-            report.check(chain[1] in VTK_NAMES, "vtk." + chain[1] + " (VTK)")
-        elif head == "SampleData":
-            members = sample_data.classes.get(chain[1], set())
-            ok = chain[1] in sample_data.names and (len(chain) < 3 or chain[2] in members)
-            report.check(ok, ".".join(chain[:3]))
-        elif head == "self" and chain[1] == "ui" and len(chain) >= 3:
-            cls = widgets.get(chain[2])
-            report.check(cls is not None, f"self.ui.{chain[2]} in the .ui")
-            if cls and len(chain) >= 4:
-                _check_widget_member(cls, chain[3], report, headers)
-        elif node.attr[:1].isupper() and head not in {"self", *EXTERNAL, *python_modules}:
-            ok = headers.anywhere(node.attr) or node.attr in VTK_NAMES | SIMPLEITK_NAMES
-            report.check(ok, f"{'.'.join(chain[1:]) or node.attr} (a Slicer or VTK method)")
-        elif head in EXTERNAL:
-            report.found.append(f"{'.'.join(chain)}: {EXTERNAL[head]}")
-    _check_editor(tree, report, headers, segment_editor)
-    _check_self_members(tree, report, scripted, util, wrapper)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                _check_call(node, report, headers, util, sample_data, widgets)
+            if not isinstance(node, ast.Attribute):
+                continue
+            chain = _chain(node)
+            if len(chain) < 2 or isinstance(getattr(node, "ctx", None), ast.Store):
+                continue
+            head = chain[0]
+            if head == "slicer":
+                _check_slicer_chain(chain, report, headers, util, python, modules, sample_data)
+            elif head == "vtk":
+                report.check(chain[1] in VTK_NAMES, "vtk." + chain[1] + " (VTK)")
+            elif head == "SampleData":
+                members = sample_data.classes.get(chain[1], set())
+                ok = chain[1] in sample_data.names and (len(chain) < 3 or chain[2] in members)
+                report.check(ok, ".".join(chain[:3]))
+            elif head == "self" and chain[1] == "ui" and len(chain) >= 3:
+                cls = widgets.get(chain[2])
+                report.check(cls is not None, f"self.ui.{chain[2]} in the .ui")
+                if cls and len(chain) >= 4:
+                    _check_widget_member(cls, chain[3], report, headers)
+            elif node.attr[:1].isupper() and head not in {"self", *EXTERNAL, *python_modules}:
+                ok = headers.anywhere(node.attr) or node.attr in VTK_NAMES | SIMPLEITK_NAMES
+                report.check(ok, f"{'.'.join(chain[1:]) or node.attr} (a Slicer or VTK method)")
+            elif head in EXTERNAL:
+                report.found.append(f"{'.'.join(chain)}: {EXTERNAL[head]}")
+        _check_editor(tree, report, headers, segment_editor)
+        _check_self_members(tree, report, scripted, util, wrapper)
     _check_ui(ui, report, headers, with_ctk=ctk is not None)
     return report
 

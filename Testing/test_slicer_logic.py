@@ -401,10 +401,14 @@ def fake_slicer(monkeypatch, tmp_path):
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.syspath_prepend(str(ROOT))
-    monkeypatch.delitem(sys.modules, "BoneOligoMet", raising=False)
+    # The module and its helpers hold `slicer`: import them afresh against this test's fakes.
+    ours = ("BoneOligoMet", "BoneOligoMetSlicer")
+    for name in [name for name in sys.modules if name.split(".")[0] in ours]:
+        monkeypatch.delitem(sys.modules, name)
     module = importlib.import_module("BoneOligoMet")
     yield module, scene, calls
-    sys.modules.pop("BoneOligoMet", None)
+    for name in [name for name in sys.modules if name.split(".")[0] in ours]:
+        sys.modules.pop(name)
 
 
 @pytest.fixture
@@ -585,7 +589,30 @@ def test_dependency_plan_and_install_keep_slicer_packages(fake_slicer, monkeypat
     pins = Path(arguments[2]).read_text().split()
     assert any(pin.startswith("numpy==") for pin in pins)
     assert any(pin.startswith("SimpleITK==") for pin in pins)
-    assert all(p.split("==")[0] in module.PROTECTED_PACKAGES for p in pins)
+    assert all(p.split("==")[0] in module.dependencies.PROTECTED_PACKAGES for p in pins)
+
+
+def test_installing_asks_first_and_never_without_a_yes(fake_slicer, monkeypatch, tmp_path):
+    """The panel's question before classifying (BoneOligoMetSlicer.dependencies)."""
+    module, _, calls = fake_slicer
+    asked = []
+
+    def confirm(text, windowTitle=None):
+        asked.append(text)
+        return False  # the user says no
+
+    monkeypatch.setattr(
+        sys.modules["slicer"].util, "confirmOkCancelDisplay", confirm, raising=False
+    )
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pytest>=1  # installed here\n")
+    assert module.dependencies.confirmAndInstall(str(requirements))
+    assert asked == []  # nothing missing, nothing asked
+    requirements.write_text("pytest>=1\nno-such-package-bom>=1.0\n")
+    assert not module.dependencies.confirmAndInstall(str(requirements))
+    assert "  no-such-package-bom>=1.0: pip" in asked[0]
+    assert "pytest" not in asked[0]
+    assert calls["pip"] == []
 
 
 @pytest.mark.large

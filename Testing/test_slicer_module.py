@@ -1,9 +1,10 @@
 """Static checks of the Slicer module (Slicer itself cannot run here; its self-test runs in Slicer).
 
-The module must stay importable by Slicer's Python (3.9 in Slicer 5.8), import nothing heavy when
-Slicer loads it, only call library functions that exist and only Slicer APIs that exist (the
-last one against a Slicer source checkout: ``SLICER_SOURCE_DIR``, optional ``CTK_SOURCE_DIR``).
-The classifier's background worker is run for real.
+The module (``BoneOligoMet.py`` and its helper package ``BoneOligoMetSlicer/``) must stay
+importable by Slicer's Python (3.9 in Slicer 5.8), import nothing heavy when Slicer loads it, only
+call library functions that exist and only Slicer APIs that exist (the last one against a Slicer
+source checkout: ``SLICER_SOURCE_DIR``, optional ``CTK_SOURCE_DIR``). The classifier's background
+worker is run for real.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "BoneOligoMet.py"
+# The module's helpers (background job, dependency installer), imported by BoneOligoMet.py.
+HELPERS = tuple(sorted((ROOT / "BoneOligoMetSlicer").glob("*.py")))
 WORKER = ROOT / "Resources" / "Scripts" / "classify_worker.py"
 SLICER_CLASSES = {"BoneOligoMet", "BoneOligoMetWidget", "BoneOligoMetLogic", "BoneOligoMetTest"}
 # Modules that must not be loaded when Slicer imports BoneOligoMet.py (at startup).
 HEAVY = ("torch", "monai", "sklearn", "radiomics", "SimpleITK", "scipy", "numpy", "BoneOligoMetLib")
-# What the module may import at its top level: standard library, Slicer's own modules.
+# What the module and its helpers may import at their top level: standard library, Slicer's own
+# modules, the helper package.
 TOP_LEVEL_ALLOWED = {
     "importlib", "json", "logging", "numbers", "os", "queue", "shutil", "sys", "threading",
-    "time", "typing", "qt", "vtk", "slicer",
+    "time", "typing", "qt", "vtk", "slicer", "BoneOligoMetSlicer",
 }  # fmt: skip
 
 
@@ -52,8 +56,26 @@ def test_module_defines_slicer_classes():
     assert names >= SLICER_CLASSES
 
 
+def test_helper_package_holds_the_job_and_the_installer():
+    """Slicer finds the module and its test in BoneOligoMet.py; the rest lives beside it."""
+    assert {"__init__.py", "background.py", "dependencies.py"} <= {path.name for path in HELPERS}
+    defined = {
+        path.stem: {
+            node.name
+            for node in _tree(path).body
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef))
+        }
+        for path in HELPERS
+    }
+    assert {"ClassificationJob", "startWorker"} <= defined["background"]
+    assert {"missingPackages", "installPlan", "installPackages", "confirmAndInstall"} <= defined[
+        "dependencies"
+    ]
+
+
 def test_library_names_used_by_the_module_and_worker_exist():
     imported = _library_imports(_tree()) + _library_imports(_tree(WORKER))
+    imported += [name for path in HELPERS for name in _library_imports(_tree(path))]
     assert imported, "the module should call into BoneOligoMetLib"
     for module_name, name in imported:
         if importlib.util.find_spec(module_name) is None and module_name.endswith(".classify"):
@@ -64,7 +86,7 @@ def test_library_names_used_by_the_module_and_worker_exist():
 
 def test_module_does_no_numerics_of_its_own():
     """Nothing clinical or numerical in the module: no scipy/SimpleITK filters, no SUV maths."""
-    for path in (MODULE, WORKER):
+    for path in (MODULE, *HELPERS, WORKER):
         source = path.read_text(encoding="utf-8")
         for forbidden in (
             "import SimpleITK",
@@ -92,15 +114,17 @@ def test_library_never_imports_slicer():
 
 
 def test_top_level_imports_are_light():
-    for node in _tree().body:
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""]
-        else:
-            continue
-        for name in names:
-            assert name.split(".")[0] in TOP_LEVEL_ALLOWED, f"top-level import of {name}"
+    for path in (MODULE, *HELPERS):
+        for node in _tree(path).body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in TOP_LEVEL_ALLOWED, f"{path.name}: top-level import of {name}"
 
 
 # Stand-ins for Slicer's Python modules (slicer, qt, ctk, vtk): any name is a do-nothing class.
@@ -146,15 +170,15 @@ import BoneOligoMet
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 )
-# Runs the panel's ClassificationJob on a real process: Popen for launchConsoleProcess, polling
-# by hand for the QTimer (what wait() does in Slicer).
+# Runs the panel's ClassificationJob (BoneOligoMetSlicer.background) on a real process: Popen for
+# launchConsoleProcess, polling by hand for the QTimer (what wait() does in Slicer).
 _JOB_PROBE = (
     _STUBS
     + r"""
 import subprocess, time
 sys.path.insert(0, sys.argv[1])
 import qt, slicer
-import BoneOligoMet
+from BoneOligoMetSlicer import background
 
 class Timer:
     def setInterval(self, ms): pass
@@ -175,10 +199,10 @@ if case == "stubborn":  # ignores the cancel file: the job must kill it
     command = [sys.executable, "-c",
                "import time; print('BOM-PROGRESS 0.5 half way', flush=True); time.sleep(60)"]
 else:
-    command = [sys.executable, BoneOligoMet.WORKER_SCRIPT, folder]
-BoneOligoMet.ClassificationJob.CANCEL_GRACE_S = 1.0
+    command = [sys.executable, background.WORKER_SCRIPT, folder]
+background.ClassificationJob.CANCEL_GRACE_S = 1.0
 progress, completed = [], []
-job = BoneOligoMet.ClassificationJob(
+job = background.ClassificationJob(
     folder, command, None, ["segment"], lambda f, m: progress.append([f, m]),
     lambda j: completed.append(j.returnCode),
 )
@@ -207,7 +231,8 @@ def test_importing_the_module_loads_nothing_heavy():
         timeout=60,
     )
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "BoneOligoMet" in loaded
+    assert {"BoneOligoMet", "BoneOligoMetSlicer.background"} <= set(loaded)
+    assert "BoneOligoMetSlicer.dependencies" in loaded
     heavy = [name for name in loaded if name.split(".")[0] in HEAVY]
     assert not heavy, f"importing BoneOligoMet.py loads {heavy}"
 
@@ -252,16 +277,17 @@ def test_classification_job_kills_a_worker_that_ignores_cancel(tmp_path):
 
 def test_module_and_worker_are_python39_syntax():
     """Slicer 5.8 runs Python 3.9: no newer syntax, no ``X | Y`` evaluated at run time."""
-    for path in (MODULE, WORKER):
+    for path in (MODULE, *HELPERS, WORKER):
         ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 9))
-    tree = _tree()  # BoneOligoMet.py has no `from __future__ import annotations`
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.AnnAssign, ast.arg)) and node.annotation is not None:
-            ops = [n for n in ast.walk(node.annotation) if isinstance(n, ast.BinOp)]
-            assert not ops, f"line {node.lineno}: `X | Y` annotation fails on Python 3.9"
-        if isinstance(node, ast.FunctionDef) and node.returns is not None:
-            ops = [n for n in ast.walk(node.returns) if isinstance(n, ast.BinOp)]
-            assert not ops, f"line {node.lineno}: `X | Y` return annotation fails on Python 3.9"
+    for path in (MODULE, *HELPERS):  # no `from __future__ import annotations` in these
+        for node in ast.walk(_tree(path)):
+            where = f"{path.name} line {getattr(node, 'lineno', '?')}"
+            if isinstance(node, (ast.AnnAssign, ast.arg)) and node.annotation is not None:
+                ops = [n for n in ast.walk(node.annotation) if isinstance(n, ast.BinOp)]
+                assert not ops, f"{where}: `X | Y` annotation fails on Python 3.9"
+            if isinstance(node, ast.FunctionDef) and node.returns is not None:
+                ops = [n for n in ast.walk(node.returns) if isinstance(n, ast.BinOp)]
+                assert not ops, f"{where}: `X | Y` return annotation fails on Python 3.9"
 
 
 def test_requirements_file_names_classifier_packages_only():
@@ -403,12 +429,24 @@ def test_the_api_checker_finds_misspelt_names(tmp_path):
     (tmp_path / "BoneOligoMet.ui").write_text(
         ui.replace('name="buttonsVisible"', 'name="buttonVisible"'), encoding="utf-8"
     )
+    helpers = []
+    for path in HELPERS:
+        text = path.read_text(encoding="utf-8")
+        for good, bad in (
+            ("updateEnvironment=self.environment", "updateEnv=self.environment"),
+            ("slicer.util.confirmOkCancelDisplay(", "slicer.util.confirmOKCancelDisplay("),
+        ):
+            text = text.replace(good, bad)
+        helpers.append(tmp_path / path.name)
+        helpers[-1].write_text(text, encoding="utf-8")
     report = checker.check(
-        slicer_dir, ctk_dir, tmp_path / "BoneOligoMet.py", tmp_path / "BoneOligoMet.ui"
+        slicer_dir, ctk_dir, tmp_path / "BoneOligoMet.py", tmp_path / "BoneOligoMet.ui", helpers
     )
     missing = "\n".join(report.missing)
     for name in ("SetLinkedControls", "arrayFromVtkMatrix", "waitcursor", "exportPushButton"):
         assert name in missing
+    assert "updateEnv" in missing  # background.py: launchConsoleProcess's keyword
+    assert "confirmOKCancelDisplay" in missing  # dependencies.py
     assert "buttonVisible" in missing
 
 
@@ -454,6 +492,9 @@ def test_cmake_installs_every_resource_the_module_reads():
         if path.is_file()
     } | {"Resources/requirements.txt"}
     assert needed <= listed, f"not installed by the extension build: {sorted(needed - listed)}"
+    # The helper package's Python files go with the module's scripts (a glob, as for the library).
+    assert re.search(r"file\(GLOB \w+ RELATIVE \S+\s+BoneOligoMetSlicer/\*\.py\s", text)
+    assert "${BoneOligoMetSlicer_PYTHON_SCRIPTS}" in text
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text.replace(
         "BoneOligoMet.py", "${MODULE_NAME}.py"
     )

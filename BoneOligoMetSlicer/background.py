@@ -1,0 +1,151 @@
+"""Classification in a background process: ``PythonSlicer classify_worker.py FOLDER``.
+
+As MONAIAuto3DSeg and TotalSegmentator run their networks: the CNN and pyradiomics hold the CPU
+for tens of seconds, a process can be stopped at once (Cancel), its memory and GPU memory are
+returned when it ends, and a crash in a native library cannot take Slicer down. The blocking form
+of ``slicer.util.launchConsoleProcess`` exists in every supported Slicer (5.8+); a thread reads
+the output and a QTimer hands it to the GUI thread.
+"""
+
+import logging
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from typing import Optional
+
+import qt
+import slicer
+
+MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER_SCRIPT = os.path.join(MODULE_DIR, "Resources", "Scripts", "classify_worker.py")
+
+
+class ClassificationJob:
+    """One background classification: ``PythonSlicer classify_worker.py FOLDER``.
+
+    ``start`` launches it; a reader thread queues its output lines and a QTimer hands them to the
+    GUI thread (``onProgress(fraction, message)``, then ``onCompleted(job)`` once). ``cancel``
+    asks the worker to stop (it exits within a fraction of a second) and kills it if it has not
+    after a grace period. ``wait`` blocks while keeping the GUI alive (self-test, scripts).
+    """
+
+    POLL_MS = 200
+    CANCEL_GRACE_S = 5.0
+
+    def __init__(self, folder, command, environment, segmentIds, onProgress=None, onCompleted=None):
+        self.folder = folder
+        self.command = command
+        self.environment = environment
+        self.segmentIds = segmentIds
+        self.onProgress = onProgress
+        self.onCompleted = onCompleted
+        self.process = None
+        self.returnCode = None
+        self.errorMessage = ""
+        self.resultFile = None
+        self.cancelled = False
+        self.finished = False
+        self.log = []
+        self._cancelTime = None
+        self._lines = queue.Queue()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.connect("timeout()", self._poll)
+
+    def start(self) -> None:
+        logging.info(f"BoneOligoMet: starting {' '.join(self.command)}")
+        self.process = slicer.util.launchConsoleProcess(
+            self.command, updateEnvironment=self.environment
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self._timer.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                try:
+                    line = self.process.stdout.readline()
+                except UnicodeDecodeError:  # a log line in another code page: skip it
+                    continue
+                if not line:
+                    break
+                self._lines.put(line.rstrip())
+            self.process.wait()
+        finally:
+            self._lines.put(None)
+
+    def _poll(self) -> None:
+        while not self.finished:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._finish()
+            else:
+                self._handle(line)
+        if (
+            not self.finished
+            and self._cancelTime is not None
+            and time.monotonic() - self._cancelTime > self.CANCEL_GRACE_S
+            and self.process.poll() is None
+        ):
+            self.process.kill()
+
+    def _handle(self, line: str) -> None:
+        kind, _separator, text = line.partition(" ")
+        if kind == "BOM-PROGRESS":
+            fraction, _separator, message = text.partition(" ")
+            if self.onProgress is not None and fraction.replace(".", "", 1).isdigit():
+                self.onProgress(float(fraction), message)
+        elif kind == "BOM-ERROR":
+            self.errorMessage = text
+        elif kind == "BOM-CANCELLED":
+            self.cancelled = True
+        elif kind == "BOM-RESULT":
+            self.resultFile = os.path.join(self.folder, text)
+        else:
+            self.log.append(line)
+            logging.info(f"BoneOligoMet classifier: {line}")
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._timer.stop()
+        self.returnCode = self.process.returncode
+        if self.onCompleted is not None:
+            self.onCompleted(self)
+
+    def cancel(self) -> None:
+        if self.finished or self.process is None:
+            return
+        self.cancelled = True
+        self._cancelTime = time.monotonic()
+        with open(os.path.join(self.folder, "cancel"), "w") as handle:
+            handle.write("cancel\n")
+
+    def wait(self, timeoutSeconds: Optional[float] = None) -> None:
+        started = time.monotonic()
+        while not self.finished:
+            self._poll()
+            slicer.app.processEvents()
+            if timeoutSeconds is not None and time.monotonic() - started > timeoutSeconds:
+                self.cancel()
+                timeoutSeconds = None  # let the cancel finish the job
+            time.sleep(0.05)
+
+
+def startWorker(folder, segmentIds, device, onProgress=None, onCompleted=None):
+    """Starts the worker on a job folder (``job.json`` and images written); returns the job.
+
+    PythonSlicer runs it (the plain interpreter outside Slicer); ``device`` "cpu" hides the GPUs.
+    """
+    python = shutil.which("PythonSlicer") or sys.executable
+    environment = {"CUDA_VISIBLE_DEVICES": "-1"} if device == "cpu" else None
+    job = ClassificationJob(
+        folder, [python, WORKER_SCRIPT, folder], environment, segmentIds, onProgress, onCompleted
+    )
+    job.start()
+    return job

@@ -131,6 +131,7 @@ def save_bundle(
 ) -> Path:
     """Write a bundle. ``extraction`` is the :class:`~BoneOligoMetLib.features.ExtractionConfig`
     the features were made with; ``deep_folder`` holds ``ct/`` and/or ``pet/`` networks (copied)."""
+    import dataclasses
     import shutil
 
     import skops.io as sio
@@ -139,6 +140,8 @@ def save_bundle(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    # The networks travel inside the bundle (deep/), checked by their hashes: no machine path.
+    extraction = dataclasses.replace(extraction, deep_model=None)
     schema = [str(c) for c in feature_schema]
     if len(set(schema)) != len(schema):
         raise BundleError("the feature schema repeats a column")

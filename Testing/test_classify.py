@@ -182,3 +182,15 @@ def test_demo_bundle_missing_clinical_values():
         classify_case(*images, clinical={"subtype": "HR+"}, liver_seed_lps_mm=seed)
     with pytest.raises(BundleError, match="liver reference point"):
         classify_case(*images, clinical={"age": 60, "subtype": "HR+"})
+
+
+def test_bundle_keeps_no_machine_path_of_the_networks(trained, tmp_path):
+    _, model, schema, *_ = trained
+    config = ExtractionConfig(images=("pet",), deep_model=str(tmp_path / "deep"))
+    saved = save_bundle(
+        tmp_path / "b", pipeline=model, feature_schema=schema, threshold=0.5, extraction=config
+    )
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert manifest["extraction"]["deep_model"] is None
+    assert "dl" not in manifest["group_digests"]
+    assert load_bundle(saved).schema == schema

@@ -5,6 +5,8 @@ All subclass :class:`ValueError` so callers that only know Python's built-ins st
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 
 class BoneOligoMetError(ValueError):
     """Base class of the library's input errors (one line, user-facing)."""
@@ -39,3 +41,24 @@ class MaskError(BoneOligoMetError):
 
 class UnitsError(BoneOligoMetError):
     """An image not in the units a computation needs (e.g. Bq/mL where SUV is needed)."""
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the choice closest to ``name``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_keys(
+    mapping: Mapping[str, object],
+    known: Iterable[str],
+    what: str,
+    error: type[BoneOligoMetError] = BoneOligoMetError,
+) -> None:
+    """Refuse the first key of ``mapping`` not in ``known``: ``"{what} 'key'; did you mean …"``."""
+    known = list(known)
+    for key in mapping:
+        if key not in known:
+            raise error(f"{what} {key!r}{did_you_mean(key, known)}")

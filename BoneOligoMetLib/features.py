@@ -22,7 +22,6 @@ the PET's native voxels (:mod:`.metabolic`).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -37,7 +36,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from BoneOligoMetLib import __version__
-from BoneOligoMetLib.errors import BoneOligoMetError, MaskError
+from BoneOligoMetLib.errors import BoneOligoMetError, MaskError, check_keys
 from BoneOligoMetLib.fusion import FusionConfig, fuse
 from BoneOligoMetLib.geometry import (
     Region,
@@ -144,11 +143,7 @@ class ExtractionConfig:
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ExtractionConfig:
         """From plain data (e.g. JSON); unknown keys are errors naming the closest known one."""
         known = [f.name for f in fields(cls)]
-        for key in mapping:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"unknown extraction setting {key!r}{hint}")
+        check_keys(mapping, known, "unknown extraction setting", ConfigError)
         values = dict(mapping)
         for key in ("images", "filters"):
             if key in values:

@@ -49,7 +49,6 @@ The necrotic core is found in three steps (:func:`necrotic_core`):
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -66,7 +65,7 @@ from BoneOligoMetLib.bone import (
     dilate_mm,
     fill_holes_array,
 )
-from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.errors import BoneOligoMetError, check_keys
 from BoneOligoMetLib.geometry import (
     crop_region,
     label_regions,
@@ -169,12 +168,7 @@ class RuleConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> RuleConfig:
         """A config from a dict (e.g. YAML/JSON); unknown keys are errors that suggest a name."""
-        known = [f.name for f in fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise BoneOligoMetError(f"RuleConfig: unknown key {key!r}{hint}")
+        check_keys(values, [f.name for f in fields(cls)], "RuleConfig: unknown key")
         return cls(**values)  # type: ignore[arg-type]
 
     @property

@@ -16,12 +16,11 @@ the patch holds the lesion and a rim of its bone; 32³ keeps CPU inference near 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Optional
 
-from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.errors import BoneOligoMetError, check_keys
 
 MODALITIES = ("ct", "pet")
 
@@ -31,12 +30,7 @@ class DeepConfigError(BoneOligoMetError):
 
 
 def _check_keys(cls: type, mapping: Mapping[str, Any], where: str) -> None:
-    known = [f.name for f in fields(cls)]
-    for key in mapping:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise DeepConfigError(f"{where}: unknown setting {key!r}{hint}")
+    check_keys(mapping, [f.name for f in fields(cls)], f"{where}: unknown setting", DeepConfigError)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import torch
 from monai.networks.blocks import UnetOutBlock, UnetResBlock
 from torch import nn
 
-from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.errors import BoneOligoMetError, did_you_mean
 
 BASICNET_CHANNELS = (16, 32, 64, 112, 224)
 RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101")
@@ -169,12 +169,9 @@ def build_network(architecture: str = "basicnet", **options: Any) -> nn.Module:
         if unknown:
             raise ArchitectureError(f"{architecture}: unknown option(s) {sorted(unknown)}")
         return ResNetClassifier(architecture, **options)
-    import difflib
-
-    close = difflib.get_close_matches(architecture, ARCHITECTURES, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ArchitectureError(
-        f"unknown network {architecture!r}; choose one of {', '.join(ARCHITECTURES)}{hint}"
+        f"unknown network {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+        f"{did_you_mean(architecture, ARCHITECTURES)}"
     )
 
 

@@ -89,12 +89,9 @@ def _clinical_for(clinical: Mapping[str, Any], label: int) -> dict[str, Any]:
 
 def probability_overlay(lesions: sitk.Image, ct: sitk.Image, probabilities: Mapping[int, float]):
     """A float32 image on the CT grid whose lesion voxels hold their lesion's probability."""
-    if not (
-        lesions.GetSize() == ct.GetSize()
-        and np.allclose(lesions.GetOrigin(), ct.GetOrigin(), atol=1e-3)
-        and np.allclose(lesions.GetSpacing(), ct.GetSpacing(), rtol=1e-5)
-        and np.allclose(lesions.GetDirection(), ct.GetDirection(), atol=1e-5)
-    ):
+    from BoneOligoMetLib.geometry import same_grid
+
+    if not same_grid(lesions, ct):
         lesions = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     labels = sitk.GetArrayViewFromImage(lesions)
     table = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
@@ -123,6 +120,7 @@ def classify_case(
     packaged synthetic demo bundle."""
     from BoneOligoMetLib.deep.train import select_device
     from BoneOligoMetLib.features import lesion_features, prepare_case
+    from BoneOligoMetLib.geometry import same_grid
     from BoneOligoMetLib.roi_rules import assess_lesions
 
     def report(fraction: float, message: str) -> None:
@@ -143,7 +141,10 @@ def classify_case(
         ct, suv, lesions, liver_seed_lps_mm=liver_seed_lps_mm, config=bundle.extraction, name=name
     )
     labels = case.labels
-    rules = assess_lesions(ct, suv, lesions, liver_seed_lps=liver_seed_lps_mm)
+    on_ct = lesions  # the rule checks work on the CT grid
+    if not same_grid(lesions, ct):
+        on_ct = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    rules = assess_lesions(ct, suv, on_ct, liver_seed_lps=liver_seed_lps_mm)
     flags: dict[int, dict[str, str]] = {label: {} for label in labels}
     for check in rules.checks:
         column = RULE_COLUMNS.get(check.rule)

@@ -194,3 +194,13 @@ def test_bundle_keeps_no_machine_path_of_the_networks(trained, tmp_path):
     assert manifest["extraction"]["deep_model"] is None
     assert "dl" not in manifest["group_digests"]
     assert load_bundle(saved).schema == schema
+
+
+def test_classify_lesions_drawn_on_the_pet_grid(trained):
+    _, _, _, _, cases = trained
+    ct, suv, lesions = cases[0]
+    on_pet = sitk.Resample(lesions, suv, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    folder = trained[0]
+    result = classify_case(ct, suv, on_pet, bundle=folder)
+    assert result.overlay.GetSize() == ct.GetSize()
+    assert {r["rule_holes"] for r in result.rows} <= {"pass", "warn"}

@@ -93,7 +93,8 @@ def _about(case: CaseEntry, label: int, group: str) -> dict[str, Any]:
     }
 
 
-def _read_case_images(case: CaseEntry):
+def read_case_images(case: CaseEntry):
+    """A case's CT (HU) and PET as SUV: image files, or DICOM folders (PET converted to SUVbw)."""
     import SimpleITK as sitk
 
     from BoneOligoMetLib.image_io import read_image
@@ -150,7 +151,7 @@ def run_case(
 
     started = time.perf_counter()
     try:
-        ct, suv = _read_case_images(case)
+        ct, suv = read_case_images(case)
     except Exception as error:  # a bad case is recorded; the run goes on
         message = _one_line(error)
         log.warning("%s: %s", case.name, message)

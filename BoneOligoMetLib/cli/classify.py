@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from BoneOligoMetLib.classify import classify_case
     from BoneOligoMetLib.cli._common import align, cell, parse_point, progress
-    from BoneOligoMetLib.extract import _read_case_images as read_case_images
+    from BoneOligoMetLib.extract import read_case_images
     from BoneOligoMetLib.image_io import read_image
     from BoneOligoMetLib.manifest import CaseEntry
 

@@ -58,7 +58,7 @@ def _case_patches(case, config: PatchConfig) -> list[tuple[int, dict, np.ndarray
     import SimpleITK as sitk
 
     from BoneOligoMetLib.deep.patches import lesion_patches
-    from BoneOligoMetLib.extract import _read_case_images as read_case_images
+    from BoneOligoMetLib.extract import read_case_images
     from BoneOligoMetLib.image_io import read_image
 
     ct, suv = read_case_images(case)

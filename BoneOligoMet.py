@@ -835,12 +835,12 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
                 "segment": self._segmentName(segmentation, segmentIds[label - 1]),
                 "lesion": label,
                 "probability": result["probability"],
-                "label": "malignant" if result["malignant"] else "benign",
+                "label": result["verdict"],
             }
             row.update(
                 (key, value)
                 for key, value in result.items()
-                if key not in ("lesion_label", "probability", "malignant")
+                if key not in ("lesion_label", "probability", "malignant", "verdict")
             )
             rows.append(row)
         table = self._table(parameterNode, "resultsTable", "results")

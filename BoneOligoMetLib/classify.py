@@ -9,9 +9,15 @@ The single per-lesion entry point of the CLI (``bone-oligomet classify``) and th
 Per lesion: the ROI-rule checks (:mod:`.roi_rules`), the features the bundle's schema asks for
 (metabolic, radiomics of CT/PET/fused PET-CT, deep features, clinical values), and the bundle's
 pipeline. ``clinical`` holds patient values (``age``, ``subtype``) and per-lesion values as a
-mapping from lesion label (``{"site": {1: "vertebrae", 2: "pelvis"}}``). A clinical column the
-model needs and nobody gave is an error naming it; ``bone_change`` defaults to the lesion's CT
-appearance (:func:`bone_change_from_hu`).
+mapping from lesion label (``{"site": {1: "vertebrae", 2: "pelvis"}}``). Clinical values are
+checked against the model's training schema before any work (:func:`check_clinical`): an unknown
+key, a category the model never saw or a number outside its training range is an error naming
+the allowed values. A clinical number the model needs and nobody gave is an error naming it;
+``bone_change`` defaults to the lesion's CT appearance (:func:`bone_change_from_hu`).
+
+The model was trained on bone lesions: a lesion mostly outside bone (more than
+:data:`OUTSIDE_DOMAIN_FRACTION` of its volume, e.g. a soft-tissue tumour) gets no probability;
+its row says :data:`OUTSIDE_DOMAIN` in the probability's place, with the reason in ``domain``.
 """
 
 from __future__ import annotations
@@ -26,10 +32,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from BoneOligoMetLib.bundle import Bundle, BundleError, default_bundle_path, load_bundle
+from BoneOligoMetLib.errors import did_you_mean
 
 __all__ = [
+    "OUTSIDE_DOMAIN",
     "CaseResult",
     "bone_change_from_hu",
+    "check_clinical",
     "classify_case",
     "default_bundle_path",
     "load_bundle",
@@ -43,6 +52,11 @@ Progress = Callable[[float, str], None]
 # (DESIGN.md's typical appearances: lytic 30–150 HU, sclerotic 400–1200, mixed in between).
 LYTIC_BELOW_HU = 200.0
 BLASTIC_ABOVE_HU = 450.0
+# Above this fraction of its volume outside bone a lesion is outside the model's domain.
+OUTSIDE_DOMAIN_FRACTION = 0.5
+OUTSIDE_DOMAIN = "outside model domain"
+# Plausible limits of clinical numbers a bundle saved without training ranges is checked against.
+PLAUSIBLE_CLINICAL = {"clin_age": (0.0, 120.0)}  # years
 RULE_COLUMNS = {
     "holes": "rule_holes",
     "outside_bone": "rule_outside_bone",
@@ -75,6 +89,82 @@ def bone_change_from_hu(hu_mean: Optional[float]) -> str:
     if hu_mean < LYTIC_BELOW_HU:
         return "osteolytic"
     return "osteogenic" if hu_mean > BLASTIC_ABOVE_HU else "mixed"
+
+
+def _clinical_fields(bundle: Bundle) -> dict[str, Any]:
+    """The model's clinical columns: categories (list) or the (low, high) range of a number."""
+    encoder = getattr(bundle.pipeline, "named_steps", {}).get("encode")
+    categories = getattr(encoder, "categories_", {})
+    ranges = getattr(encoder, "ranges_", {})
+    fields: dict[str, Any] = {}
+    for column in bundle.schema:
+        if column.startswith("clin_"):
+            if column in categories:
+                fields[column] = list(categories[column])
+            else:
+                fields[column] = tuple(ranges.get(column, PLAUSIBLE_CLINICAL.get(column, ())))
+    return fields
+
+
+def _check_value(key: str, value: Any, allowed: Any, where: str) -> Any:
+    """``value`` as the model takes it, or a :class:`BundleError` naming the allowed values."""
+    if isinstance(allowed, list):  # a category; matched without regard to case
+        text = str(value).strip()
+        match = [c for c in allowed if c.lower() == text.lower()]
+        if not match:
+            raise BundleError(
+                f"clinical {key}{where} {text!r} is not a category the model knows "
+                f"({', '.join(allowed)}){did_you_mean(text, allowed)}"
+            )
+        return match[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise BundleError(f"clinical {key}{where} {value!r} is not a number")
+    number = float(value)
+    if not np.isfinite(number):
+        raise BundleError(f"clinical {key}{where} {value!r} is not a finite number")
+    if allowed and not allowed[0] <= number <= allowed[1]:
+        raise BundleError(
+            f"clinical {key}{where} {number:g} is outside the model's range "
+            f"{allowed[0]:g}…{allowed[1]:g}"
+        )
+    return value
+
+
+def check_clinical(
+    bundle: Bundle, clinical: Optional[Mapping[str, Any]], labels: Sequence[int] = ()
+) -> dict[str, Any]:
+    """The clinical values checked against the model's training schema, categories in the
+    model's spelling. Keys are the model's clinical columns with or without ``clin_``; a value
+    may be a mapping from lesion label (one of ``labels``, when given) to the lesion's value."""
+    fields = _clinical_fields(bundle)
+    known = [c[5:] for c in fields]
+    checked: dict[str, Any] = {}
+    for key, value in (clinical or {}).items():
+        column = key if key.startswith("clin_") else f"clin_{key}"
+        if column not in fields:
+            raise BundleError(
+                f"clinical {key!r} is not a value this model uses "
+                f"({', '.join(known) or 'it uses none'}){did_you_mean(key, known)}"
+            )
+        allowed = fields[column]
+        if isinstance(value, Mapping):
+            per_lesion = {}
+            for label, item in value.items():
+                try:
+                    number = int(label)
+                except (TypeError, ValueError):
+                    raise BundleError(f"clinical {key}:{label}: not a lesion label") from None
+                if labels and number not in labels:
+                    raise BundleError(
+                        f"clinical {key}:{label}: no lesion {label} "
+                        f"(lesions {', '.join(str(v) for v in labels)})"
+                    )
+                if item is not None:
+                    per_lesion[number] = _check_value(key, item, allowed, f" of lesion {label}")
+            checked[column] = per_lesion
+        elif value is not None:
+            checked[column] = _check_value(key, value, allowed, "")
+    return checked
 
 
 def _clinical_for(clinical: Mapping[str, Any], label: int) -> dict[str, Any]:
@@ -136,6 +226,13 @@ def classify_case(
             f"{name}: the model uses the liver reference ({liver_columns[0]}, ...): give the liver "
             "reference point (LPS mm; the centre of a 3 cm sphere in the liver, §2.3)"
         )
+    given = check_clinical(bundle, clinical)  # before any work; lesion labels are checked below
+    numbers = [
+        c for c, allowed in _clinical_fields(bundle).items() if not isinstance(allowed, list)
+    ]
+    if any(c not in given for c in numbers):
+        needed = ", ".join(c[5:] for c in numbers if c not in given)
+        raise BundleError(f"{name}: the model needs the clinical value(s) {needed}")
     report(0.05, "checking the images")
     case = prepare_case(
         ct, suv, lesions, liver_seed_lps_mm=liver_seed_lps_mm, config=bundle.extraction, name=name
@@ -146,15 +243,22 @@ def classify_case(
         on_ct = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     rules = assess_lesions(ct, suv, on_ct, liver_seed_lps=liver_seed_lps_mm)
     flags: dict[int, dict[str, str]] = {label: {} for label in labels}
+    domains: dict[int, str] = {}
     for check in rules.checks:
         column = RULE_COLUMNS.get(check.rule)
         if column and check.lesion in flags:
             flags[check.lesion][column] = check.status
+        if (
+            check.rule == "outside_bone"
+            and check.value is not None
+            and check.value > OUTSIDE_DOMAIN_FRACTION
+        ):
+            domains[check.lesion] = f"{check.value:.0%} of the lesion outside bone"
     deep_rows: dict[int, dict[str, float]] = {}
     if bundle.deep is not None:
         report(0.15, "deep features")
         deep_rows = bundle.deep.case_features(ct, suv, lesions, regions=case.regions, name=name)
-    clinical = dict(clinical or {})
+    clinical = check_clinical(bundle, clinical, labels)
     encoder = getattr(bundle.pipeline, "named_steps", {}).get("encode")
     categorical = set(getattr(encoder, "categorical", ()))
     notes: list[str] = []
@@ -178,19 +282,30 @@ def classify_case(
             )
         feature_rows.append(row)
     probabilities = bundle.predict_proba(feature_rows, where=name)
+    in_domain: dict[int, float] = {}
     for label, row, probability in zip(labels, feature_rows, probabilities):
+        domain = domains.get(label, "")
+        if domain:
+            verdict = OUTSIDE_DOMAIN
+        else:
+            in_domain[label] = float(probability)
+            verdict = "malignant" if probability >= bundle.threshold else "benign"
         rows.append(
             {
                 "lesion_label": label,
-                "probability": float(probability),
-                "malignant": bool(probability >= bundle.threshold),
+                "probability": OUTSIDE_DOMAIN if domain else float(probability),
+                "malignant": None if domain else bool(probability >= bundle.threshold),
+                "verdict": verdict,
+                "domain": domain or "bone lesion",
                 "met_suv_max": row.get("met_suv_max"),
                 "met_mtv_ml": row.get("met_mtv_ml"),
                 "met_tlg": row.get("met_tlg"),
                 **{column: flags[label].get(column, "") for column in RULE_COLUMNS.values()},
             }
         )
-    overlay = probability_overlay(lesions, ct, dict(zip(labels, probabilities)))
+        if domain:
+            notes.append(f"lesion {label}: {OUTSIDE_DOMAIN}: {domain}; no probability given")
+    overlay = probability_overlay(lesions, ct, in_domain)
     report(1.0, f"{len(labels)} lesion(s) classified")
     return CaseResult(
         rows=rows,

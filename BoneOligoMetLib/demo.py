@@ -178,9 +178,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for row in result.rows:
         record = records.get(truth_of[row["lesion_label"]], {})
         truth_text = "malignant" if record.get("label") else "benign"
+        shown = row["probability"]
+        shown = f"P(malignant) = {shown:.2f}" if isinstance(shown, float) else row["domain"]
         say(
-            f"- ROI {row['lesion_label']}: P(malignant) = {row['probability']:.2f} -> "
-            f"{'malignant' if row['malignant'] else 'benign'} — truth: {truth_text} "
+            f"- ROI {row['lesion_label']}: {shown} -> {row['verdict']} — truth: {truth_text} "
             f"({str(record.get('lesion_type', '?')).replace('_', ' ')})"
         )
     say()

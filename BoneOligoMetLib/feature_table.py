@@ -241,6 +241,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     ``categorical`` columns one-hot with the categories seen in fit (sorted; output columns
     ``name=category``, in place of the text column). An unseen or missing category is all
     zeros; a missing/NaN/infinite number is an error naming the column and the row.
+    ``ranges_`` holds each numeric ``clin_*`` column's (min, max) over the training rows.
     """
 
     def __init__(self, feature_names: Sequence[str] = (), categorical: Sequence[str] = ()) -> None:
@@ -276,6 +277,15 @@ class TableEncoder(TransformerMixin, BaseEstimator):
                 out.append(name)
         self.feature_names_out_ = out
         self.transform(array)  # validates the numbers of the training rows
+        # The clinical numbers' training range: values outside it are refused when classifying.
+        self.ranges_ = {
+            name: (
+                float(np.min(array[:, j].astype(float))),
+                float(np.max(array[:, j].astype(float))),
+            )
+            for j, name in enumerate(names)
+            if name.startswith("clin_") and name not in self.categories_ and len(array)
+        }
         return self
 
     def transform(self, X: Any) -> np.ndarray:

@@ -69,7 +69,7 @@ from BoneOligoMetLib.radiomics import (
     shape_shared,
     tight_grid,
 )
-from BoneOligoMetLib.units import require_finite, require_hu, require_suv, require_suv_crop
+from BoneOligoMetLib.units import require_hu, require_hu_crop, require_suv, require_suv_crop
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +281,6 @@ def clinical_columns(clinical: Optional[Mapping[str, Any]]) -> dict[str, Any]:
     return columns
 
 
-_FLOAT_PIXELS = (sitk.sitkFloat32, sitk.sitkFloat64)
-
-
 class _LesionImages:
     """Crops and analysis grids of one lesion, each made once and shared by the groups."""
 
@@ -323,8 +320,8 @@ class _LesionImages:
             where = f"{self.name}: {'CT' if modality == 'ct' else 'PET'} crop"
             if modality == "pet":
                 require_suv_crop(crop, where)
-            elif image.GetPixelID() in _FLOAT_PIXELS:  # an integer CT holds no NaN
-                require_finite(crop, where)
+            else:
+                require_hu_crop(crop, where)
             self._crops[modality] = crop
         return self._crops[modality]
 

@@ -279,6 +279,16 @@ def _check_label_values(values: np.ndarray, name: str) -> None:
         raise MaskError(f"{name}: negative labels")
 
 
+def label_image(image: sitk.Image, name: str = "lesion label image") -> sitk.Image:
+    """``image`` as an unsigned-integer label image. A float image must hold whole numbers ≥ 0
+    only where it is non-zero (checked like :func:`label_regions`, which reads only the blocks
+    holding labels): a probability map or a soft mask is a :class:`MaskError` naming ``name``."""
+    if image.GetPixelID() in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
+        return image
+    label_regions(image, name)
+    return sitk.Cast(image, sitk.sitkUInt32)
+
+
 # Labels up to this value get their boxes from one scipy pass over a block; beyond, per label.
 _MAX_FIND_OBJECTS_LABEL = 1 << 16
 

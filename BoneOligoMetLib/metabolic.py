@@ -395,6 +395,44 @@ def lesion_metabolics(
     return measure_binary(suv, lesion, label, ct, liver, threshold_suv, weighting)
 
 
+def _non_finite_by_lesion(suv: sitk.Image, lesions: sitk.Image) -> dict[int, int]:
+    """{lesion label: number of NaN/infinite PET voxels in or beside it}: a PET voxel counts for
+    the lesion whose label lies at its centre or one PET voxel away along an axis."""
+    values = sitk.GetArrayViewFromImage(suv)
+    bad = np.argwhere(~np.isfinite(values))[:, ::-1]  # (i, j, k) of each non-finite voxel
+    labels = sitk.GetArrayViewFromImage(lesions)
+    size = np.asarray(lesions.GetSize())
+    counts: dict[int, int] = {}
+    steps = [np.zeros(3)] + [sign * np.eye(3)[axis] for axis in range(3) for sign in (-1, 1)]
+    for index in bad[:100_000]:  # a whole NaN image needs no lesion-by-lesion account
+        touched = set()
+        for step in steps:
+            point = suv.TransformContinuousIndexToPhysicalPoint((index + step).tolist())
+            where = np.round(lesions.TransformPhysicalPointToContinuousIndex(point)).astype(int)
+            if np.all(where >= 0) and np.all(where < size):
+                label = int(labels[tuple(where[::-1])])
+                if label > 0:
+                    touched.add(label)
+        for label in touched:
+            counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def require_suv_in_lesions(suv: sitk.Image, lesions: sitk.Image, name: str = "PET") -> None:
+    """:func:`~BoneOligoMetLib.units.require_suv` whose NaN error names the lesions that touch
+    the non-finite voxels, and how many each touches."""
+    try:
+        require_suv(suv, name)
+    except UnitsError as error:
+        if "NaN" not in str(error):
+            raise
+        counts = _non_finite_by_lesion(suv, lesions)
+        if not counts:
+            raise UnitsError(f"{error} (none in or beside a lesion)") from None
+        shown = ", ".join(f"lesion {label}: {n}" for label, n in counts.items())
+        raise UnitsError(f"{error}, in or beside a lesion ({shown})") from None
+
+
 def metabolic_table(
     suv: sitk.Image,
     lesions: sitk.Image,
@@ -412,7 +450,7 @@ def metabolic_table(
     ``liver_seed_lps`` (LPS mm). ``progress(fraction, message)`` is called per lesion.
     """
     check_weighting(weighting)
-    require_suv(suv, "PET")
+    require_suv_in_lesions(suv, lesions)
     if ct is not None:
         require_hu(ct, "CT")
         require_overlap(ct, suv, ("CT", "PET"))

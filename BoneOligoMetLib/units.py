@@ -29,6 +29,12 @@ MAX_PLAUSIBLE_SUV = 300.0
 MIN_PLAUSIBLE_SUV = -1.0
 # Air is −1000 HU; a CT whose minimum is ≥ 0 (of the body-wide image) was stored without intercept.
 MAX_PLAUSIBLE_CT_MINIMUM_HU = -500.0
+# What a CT holds: air −1000 HU (noise reaches ~ −1100), dense cortex and contrast < 3000 HU,
+# metal up to ~ 31,000 HU on extended-scale reconstructions (16-bit storage). Below the lower
+# limit only the one padding value outside the field of view is accepted (GE −3024, others
+# −2048, −32768): a constant, unlike air scaled by 10 or 1000, whose noise spreads it.
+MIN_PLAUSIBLE_HU = -3100.0
+MAX_PLAUSIBLE_HU = 32767.0
 # whole=False: the unit verdict reads every SAMPLE_ROW_STEP-th row of this many evenly spaced
 # slices (at most): ~1/40 of a whole-body CT, still ~10^6 voxels.
 SAMPLE_SLICES = 32
@@ -125,22 +131,54 @@ def require_suv_crop(image: sitk.Image, name: str) -> None:
         raise UnitsError(f"{name}: minimum {low:.4g} is not a plausible SUV")
 
 
-def require_hu(image: sitk.Image, name: str = "CT", *, whole: bool = True) -> None:
-    """Refuse a CT whose values cannot be Hounsfield units (no air below −500 HU), or NaN.
+def _require_hu_range(values: np.ndarray, low: float, high: float, name: str) -> None:
+    """Values within what a CT holds (:data:`MIN_PLAUSIBLE_HU` … :data:`MAX_PLAUSIBLE_HU`);
+    below the lower limit only one value, the padding outside the field of view, may occur."""
+    hint = "a CT in Hounsfield units holds −1024 (air) … ~31,000 (metal); was it scaled?"
+    if high > MAX_PLAUSIBLE_HU:
+        raise UnitsError(f"{name}: values up to {high:.6g} HU are outside what a CT holds ({hint})")
+    if low < MIN_PLAUSIBLE_HU:
+        below = values[values < MIN_PLAUSIBLE_HU]
+        if not np.all(below == low):  # not a constant padding value
+            second = float(below[below != low].min())
+            raise UnitsError(
+                f"{name}: values down to {second:.6g} HU (besides the padding {low:.6g}) are "
+                f"outside what a CT holds ({hint})"
+            )
 
-    Air found in sampled slices settles it (the image's minimum is lower still); otherwise
-    every voxel is read. ``whole=False`` leaves a float CT's NaN outside the sample to the
+
+def require_hu(image: sitk.Image, name: str = "CT", *, whole: bool = True) -> None:
+    """Refuse a CT whose values cannot be Hounsfield units, or NaN: no air below −500 HU (the
+    rescale intercept dropped), or values outside what a CT holds (a scaled image).
+
+    Air found in sampled slices settles the intercept question (the image's minimum is lower
+    still); otherwise every voxel is read. The range is judged on what was read (a scaled CT
+    is scaled everywhere). ``whole=False`` leaves a float CT's NaN outside the sample to the
     caller's :func:`require_finite` on what it reads (an integer CT holds none).
     """
     array = sitk.GetArrayViewFromImage(image)
     if whole and _can_hold_nan(array):
-        _, low, _ = _finite_range(image, name)
+        values, low, high = _finite_range(image, name)
     else:
-        _, _, low, _ = _sample_range(image, name)
+        _, values, low, high = _sample_range(image, name)
         if low > MAX_PLAUSIBLE_CT_MINIMUM_HU:
-            _, low, _ = _finite_range(image, name)
+            values, low, high = _finite_range(image, name)
     if low > MAX_PLAUSIBLE_CT_MINIMUM_HU:
         raise UnitsError(
             f"{name}: minimum value {low:.4g} — a body CT in HU contains air (≈ −1000 HU); "
             f"was the rescale intercept dropped?"
         )
+    _require_hu_range(values, low, high, name)
+
+
+def require_hu_crop(image: sitk.Image, name: str) -> None:
+    """Every voxel of a CT crop finite and within what a CT holds (the parts of a CT whose
+    units were judged on a sample, :func:`require_hu` with ``whole=False``)."""
+    array = sitk.GetArrayViewFromImage(image)
+    if not array.size:
+        return
+    if _can_hold_nan(array):
+        _, low, high = _finite_range(image, name)
+    else:
+        low, high = float(array.min()), float(array.max())
+    _require_hu_range(array, low, high, name)

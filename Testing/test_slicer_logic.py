@@ -506,6 +506,7 @@ def test_results_table_overlay_and_legend(loaded):
     summary = {
         "rows": [
             {"lesion_label": label, "probability": p, "malignant": p >= 0.5, "met_suv_max": 4.0}
+            | {"verdict": "malignant" if p >= 0.5 else "benign"}
             | rule
             for label, p in ((1, 0.9), (2, 0.2), (3, 0.6))
         ],

@@ -141,3 +141,40 @@ def test_float_ct_nan_outside_the_sample_only_in_the_whole_scope():
 
 def test_integer_images_are_finite_without_reading():
     assert units.require_finite(make_image(np.zeros((2, 2, 2), np.int16)), "CT").shape == (2, 2, 2)
+
+
+@pytest.mark.parametrize("whole", [True, False])
+@pytest.mark.parametrize("scale", [10.0, 1000.0])
+def test_scaled_ct_is_refused(whole, scale):
+    """A CT scaled ×10 or ×1000 still has air below −500, but air spread far below −1024."""
+    rng = np.random.default_rng(0)
+    hu = (-1000.0 + rng.normal(0, 20, (96, 24, 24))).astype(np.float32)
+    hu[:, 8:16, 8:16] = 400.0
+    units.require_hu(make_image(hu), whole=whole)
+    with pytest.raises(UnitsError, match=r"ct\.nii\.gz: values (down|up) to .* outside what a CT"):
+        units.require_hu(make_image(hu * scale), "ct.nii.gz", whole=whole)
+
+
+@pytest.mark.parametrize("padding", [-3024, -2048, -32768])
+def test_padding_outside_the_field_of_view_is_accepted(padding):
+    hu = np.full((96, 24, 24), -1000, np.int16)
+    hu[:, 8:16, 8:16] = 1200
+    hu[:, :, :3] = padding  # the corners of a round field of view
+    units.require_hu(make_image(hu))
+    units.require_hu(make_image(hu), whole=False)
+    hu[:, :, 0] = -5000 - np.arange(24)  # spread values below the limit are not padding
+    with pytest.raises(UnitsError, match="values down to -50"):
+        units.require_hu(make_image(hu))
+
+
+def test_metal_is_a_ct_value_but_a_million_is_not():
+    hu = np.full((4, 4, 4), -1000.0, np.float32)
+    hu[1, 1, 1] = 25000.0  # extended-scale metal
+    units.require_hu(make_image(hu))
+    units.require_hu_crop(make_image(hu), "lesion 1: CT crop")
+    hu[1, 1, 1] = 3.0e6
+    with pytest.raises(UnitsError, match=r"lesion 1: CT crop: values up to 3e\+06 HU"):
+        units.require_hu_crop(make_image(hu), "lesion 1: CT crop")
+    hu[1, 1, 1] = np.nan
+    with pytest.raises(UnitsError, match=r"lesion 1: CT crop: 1 voxel\(s\) are NaN"):
+        units.require_hu_crop(make_image(hu), "lesion 1: CT crop")

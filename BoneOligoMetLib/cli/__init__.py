@@ -1,8 +1,11 @@
 """``bone-oligomet`` command line. ``--help`` is instant: each subcommand imports its heavy
 dependencies only when it runs.
 
-A subcommand is a module in this package with ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Library input errors are printed as one line and exit with status 2.
+A subcommand is a module in this package with ``HELP`` (one line), ``add_arguments(parser)``,
+``run(args) -> int`` and optionally ``OUTPUTS`` (the arguments naming what it writes, checked
+before any work: see :func:`._common.check_outputs`). Every failure is one line on stderr, never
+a traceback (``-v`` shows it for unexpected ones): library input errors exit with status 2, a
+file the system refuses (permission, disk full) with 1, Ctrl-C with 130.
 """
 
 from __future__ import annotations
@@ -28,10 +31,17 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line that names the argument and points to ``--help``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from BoneOligoMetLib import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bone-oligomet",
         description="BoneOligoMet: benign vs malignant bone lesions on 18F-FDG PET/CT.",
     )
@@ -42,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{module_name}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _module=module)
     return parser
 
 
@@ -56,13 +66,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from BoneOligoMetLib.cli._common import check_outputs
     from BoneOligoMetLib.errors import BoneOligoMetError
 
+    def fail(message: object, status: int) -> int:
+        text = " ".join(str(message).split())  # one line, whatever the message held
+        print(f"bone-oligomet {args.command}: {text}", file=sys.stderr)
+        return status
+
     try:
+        check_outputs(args, getattr(args._module, "OUTPUTS", {}))
         return int(args._run(args) or 0)
     except BoneOligoMetError as error:
-        print(f"bone-oligomet {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return fail(f"error: {error}", 2)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except OSError as error:  # the system refused a file: permission, disk full, ...
+        where = f"{error.filename}: " if error.filename else ""
+        return fail(f"error: {where}{error.strerror or error}", 1)
+    except MemoryError:
+        return fail("error: out of memory", 1)
+    except Exception as error:  # a bug: one line, the traceback with -v
+        if args.verbose:
+            raise
+        return fail(f"internal error: {type(error).__name__}: {error} (rerun with -v)", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,12 +10,16 @@ from typing import Any
 
 def parse_point(text: str) -> tuple[float, float, float]:
     """``X,Y,Z`` in mm as a tuple (argparse ``type=``); write ``--seed=-12,80,40`` for negatives."""
+    import math
+
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"expected X,Y,Z in mm (e.g. 12.5,-80,40), got {text!r}")
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected X,Y,Z as three finite numbers in mm (e.g. 12.5,-80,40), got {text!r}"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -68,3 +72,52 @@ def to_lps(point, ras: bool):
     from BoneOligoMetLib.coords import ras_to_lps
 
     return ras_to_lps(point)
+
+
+def check_outputs(args: argparse.Namespace, outputs: Mapping[str, str]) -> None:
+    """Refuse, before any work, an output that cannot be written (so no computing is lost).
+
+    ``outputs`` maps an argument's dest to its kind: ``folder``, ``image`` (a suffix the image
+    writer knows) or ``file``. A path whose parent is a file, a file where a folder is wanted
+    (or the reverse), or a place the system will not let us write is an error naming the flag.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from BoneOligoMetLib.errors import BoneOligoMetError
+
+    for dest, kind in outputs.items():
+        value = getattr(args, dest, None)
+        if not value:
+            continue
+        flag = f"--{dest.replace('_', '-')}"
+        path = Path(value)
+        if kind == "folder" and path.exists() and not path.is_dir():
+            raise BoneOligoMetError(f"{flag} {path}: exists and is not a folder")
+        if kind != "folder" and path.is_dir():
+            raise BoneOligoMetError(f"{flag} {path}: is a folder; give a file name")
+        if kind == "image":
+            from BoneOligoMetLib.image_io import IMAGE_SUFFIXES
+
+            if not path.name.lower().endswith(IMAGE_SUFFIXES):
+                raise BoneOligoMetError(
+                    f"{flag} {path}: cannot write this format; use one of "
+                    f"{', '.join(IMAGE_SUFFIXES)}"
+                )
+        existing = path if kind == "folder" else path.parent
+        existing = existing.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise BoneOligoMetError(f"{flag} {path}: {existing} is a file, not a folder")
+        try:
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError("permission denied")
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise BoneOligoMetError(
+                f"{flag} {path}: cannot write in {existing} ({reason})"
+            ) from None

@@ -7,6 +7,7 @@ import argparse
 from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps, write_csv
 
 HELP = "check lesion ROIs against the study's rules (holes, bone, necrosis, calcification, ...)"
+OUTPUTS = {"output": "file"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

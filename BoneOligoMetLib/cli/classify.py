@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from BoneOligoMetLib.cli._common import parse_point
+
 HELP = "probability of malignancy of every lesion (model bundle; default: the synthetic demo)"
+OUTPUTS = {"out": "folder"}
 
 
 def _clinical(text: str) -> tuple[str, str]:
@@ -22,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clinical", type=_clinical, action="append", default=[], metavar="KEY=VALUE",
         help="clinical value: age=61, subtype=HR+; per lesion: site:2=pelvis, bone_change:1=mixed",
     )  # fmt: skip
-    parser.add_argument("--liver-seed", metavar="X,Y,Z", help="liver reference point (LPS mm)")
+    parser.add_argument(
+        "--liver-seed", type=parse_point, metavar="X,Y,Z",
+        help="liver reference point (LPS mm; write --liver-seed=-12,80,40 for a leading minus)",
+    )  # fmt: skip
+    parser.add_argument("--ras", action="store_true", help="--liver-seed is Slicer RAS, not LPS")
     parser.add_argument("--model", metavar="DIR", help="model bundle (default: the demo bundle)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -72,8 +79,12 @@ def write_results(result, ct, suv, lesions, out, png: bool = True) -> list:
 
         for row in result.rows:
             label = row["lesion_label"]
-            verdict = "malignant" if row["malignant"] else "benign"
-            title = f"lesion {label}: P(malignant) = {row['probability']:.2f} ({verdict})"
+            if row["malignant"] is None:  # outside the model's domain: no probability
+                title = f"lesion {label}: {row['verdict']} ({row['domain']})"
+            else:
+                title = (
+                    f"lesion {label}: P(malignant) = {row['probability']:.2f} ({row['verdict']})"
+                )
             if result.warning:
                 title += f" — {result.warning}"
             path = out / f"lesion_{label}.png"
@@ -85,11 +96,10 @@ def write_results(result, ct, suv, lesions, out, png: bool = True) -> list:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import SimpleITK as sitk
-
     from BoneOligoMetLib.classify import classify_case
-    from BoneOligoMetLib.cli._common import align, cell, parse_point, progress
+    from BoneOligoMetLib.cli._common import align, cell, progress, to_lps
     from BoneOligoMetLib.extract import read_case_images
+    from BoneOligoMetLib.geometry import label_image
     from BoneOligoMetLib.image_io import read_image
     from BoneOligoMetLib.manifest import CaseEntry
 
@@ -97,10 +107,8 @@ def run(args: argparse.Namespace) -> int:
     ct_is_dicom = Path(args.ct).is_dir()
     case = CaseEntry("patient", "", args.ct, ct_is_dicom, args.pet, pet_is_dicom, None, ())
     ct, suv = read_case_images(case)
-    lesions = read_image(args.lesions)
-    if lesions.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
-        lesions = sitk.Cast(sitk.Round(lesions), sitk.sitkUInt32)
-    seed = parse_point(args.liver_seed) if args.liver_seed else None
+    lesions = label_image(read_image(args.lesions), args.lesions)
+    seed = to_lps(args.liver_seed, args.ras)
     result = classify_case(
         ct,
         suv,
@@ -116,9 +124,10 @@ def run(args: argparse.Namespace) -> int:
     lines = [["lesion", "P(malignant)", "at threshold", "SUVmax", "MTV mL", "TLG", "rules"]]
     for row in result.rows:
         warned = [k[5:] for k, v in row.items() if k.startswith("rule_") and v == "warn"]
+        probability = row["probability"]
         lines.append([
-            str(row["lesion_label"]), f"{row['probability']:.3f}",
-            "malignant" if row["malignant"] else "benign", cell(row["met_suv_max"], ".2f"),
+            str(row["lesion_label"]), "-" if isinstance(probability, str) else f"{probability:.3f}",
+            row["verdict"], cell(row["met_suv_max"], ".2f"),
             cell(row["met_mtv_ml"], ".2f"), cell(row["met_tlg"], ".1f"),
             ", ".join(warned) or "pass",
         ])  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps, write_csv
 
 HELP = "metabolic parameters per lesion (SUVmax/mean/peak, MTV, TLG, liver ratio, HU)"
+OUTPUTS = {"output": "file"}
 
 # (column title, as_row key, format) of the printed table.
 COLUMNS = (

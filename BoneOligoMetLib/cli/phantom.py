@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "generate synthetic PET/CT patients with bone lesions (NIfTI, optional DICOM) and a manifest"
+OUTPUTS = {"out": "folder"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

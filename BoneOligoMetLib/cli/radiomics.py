@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "radiomics of one image in one lesion with a params file (packaged or your pyradiomics YAML)"
+OUTPUTS = {"output": "file"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

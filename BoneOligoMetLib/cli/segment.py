@@ -8,6 +8,7 @@ import sys
 from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps
 
 HELP = "segment bone lesions from seed points: SUV ≥ 2.2 region within bone (§2.3)"
+OUTPUTS = {"output": "image"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 HELP = "fit and evaluate the study's models (groups × classifiers) on a feature table"
+OUTPUTS = {"out": "folder"}
 
 
 def _names(text: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "train the BasicNet deep-feature networks (CT, PET) on a cohort manifest"
+OUTPUTS = {"out": "folder"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from BoneOligoMetLib.deep.network import (
 )
 from BoneOligoMetLib.deep.patches import lesion_patches
 from BoneOligoMetLib.deep.train import binary_metrics, run_batches, run_features, train_network
+from BoneOligoMetLib.errors import UnitsError
 from BoneOligoMetLib.splits import SplitError, patient_folds, patient_split
 
 
@@ -142,6 +143,18 @@ def test_patch_outside_the_images_is_a_named_error():
     shifted.SetOrigin((500.0, 500.0, 500.0))
     with pytest.raises(Exception, match="P7 lesion 3 PET"):
         lesion_patches(ct, shifted, lesions, PatchConfig(size=16), name="P7")
+
+
+def test_nan_in_a_patch_is_a_named_error():
+    """A NaN the radiomics crop does not reach would spread through the net's features."""
+    ct, pet, lesions = _sphere_case()
+    array = sitk.GetArrayFromImage(pet)
+    k, j, i = pet.TransformPhysicalPointToIndex((10.0 + 24.0, -6.0, 14.0))[::-1]
+    array[k, j, i] = np.nan  # 24 mm from the centre: in the box the 32 mm patch reads
+    holed = sitk.GetImageFromArray(array)
+    holed.CopyInformation(pet)
+    with pytest.raises(UnitsError, match=r"P7 lesion 3 PET patch: 1 voxel\(s\) are NaN"):
+        lesion_patches(ct, holed, lesions, PatchConfig(size=16), name="P7")
 
 
 # --- splits ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from BoneOligoMetLib.deep.config import MODALITIES, PatchConfig
 from BoneOligoMetLib.errors import GeometryError, MaskError
 from BoneOligoMetLib.geometry import Region, crop_region, crop_to_physical_box, label_regions
+from BoneOligoMetLib.units import require_finite
 
 OUTSIDE = {"ct": -1000.0, "pet": 0.0}  # HU of air, SUV outside the field of view
 
@@ -72,6 +73,7 @@ def _antialiased_crop(image: sitk.Image, reference: sitk.Image, name: str) -> si
         crop = crop_to_physical_box(image, low, high)
     except GeometryError as error:
         raise GeometryError(f"{name}: the lesion patch {error}") from None
+    require_finite(crop, f"{name} patch")  # NaN would spread through the smoothing and the net
     sigma = [
         0.5 * float(np.sqrt(max(0.0, reference.GetSpacing()[0] ** 2 - s**2)))
         for s in crop.GetSpacing()

@@ -12,7 +12,8 @@ Layout::
                                 schema has dl_* columns
     bundle/reference/           a small synthetic lesion (CT in HU, SUV PET, label; NRRD) and
                                 ``features.json``: the values of the schema's image features
-                                (met_*, ct_*, pet_*, petct_*, dl_*) for it when the bundle was saved
+                                (met_*, ct_*, pet_*, petct_*, dl_*) for it when the bundle was
+                                saved, with the liver reference point and the versions used
 
 Loading checks the format, that every file the manifest names is there with its SHA-256, that
 the radiomics parameters here give the digests the model was trained with, and that the
@@ -62,9 +63,10 @@ IMAGE_PREFIXES = ("met_", "ct_", "pet_", "petct_", "dl_")  # columns computed fr
 # far more than 1e-6.
 REFERENCE_RTOL = 1e-6
 REFERENCE_ATOL = 1e-12
-# Deep features are float32 networks' outputs as z-scores (training SD units): summation order
-# (threads, oneDNN or cuDNN kernels, TF32 on a GPU) moves them by up to ~1e-3 SD; a changed
-# network or preprocessing moves them by a large fraction of an SD.
+# Deep features are float32 networks' outputs as z-scores (training SD units). Measured on the
+# demo networks over 21 lesions against this machine's CPU: another CPU, thread count or PyTorch
+# (2.11 vs 2.13) 0 (bit-identical); an H200 GPU 1.4e-6 SD, or 2.4e-3 SD with PyTorch's default
+# TF32 convolutions. A changed network or patch preprocessing moves them by a fraction of an SD.
 DEEP_ATOL_SD = 1e-2
 SYNTHETIC_WARNING = "synthetic demo model — not for clinical use"
 # Types a bundle's pipeline may contain beyond skops' defaults: our transformers and the
@@ -379,7 +381,7 @@ def write_reference(folder: Union[str, Path], extraction: Any, deep: Any, schema
     for key, image in zip(("ct", "pet", "lesions"), (ct, pet, lesions)):
         sitk.WriteImage(image, str(target / REFERENCE_IMAGES[key]), True)
     columns = [c for c in schema if c.startswith(IMAGE_PREFIXES)]
-    record = {"label": 1, "liver_seed_lps_mm": list(liver), "images": REFERENCE_IMAGES}
+    record = {"label": 1, "liver_seed_lps_mm": list(liver)}
     values = reference_values(target, record, extraction, deep, columns)
     record.update(environment=environment(deep), features=values)
     text = json.dumps(record, indent=1, default=_json_default) + "\n"
@@ -397,7 +399,7 @@ def reference_values(
 
     if not columns:
         return {}
-    images = [sitk.ReadImage(str(folder / record["images"][k])) for k in ("ct", "pet", "lesions")]
+    images = [sitk.ReadImage(str(folder / REFERENCE_IMAGES[k])) for k in ("ct", "pet", "lesions")]
     label = int(record["label"])
     case = prepare_case(
         *images, liver_seed_lps_mm=record["liver_seed_lps_mm"], config=extraction, name="reference"
@@ -440,9 +442,16 @@ def moved_features(saved: Mapping[str, Any], here: Mapping[str, Any]) -> list[tu
 def _describe(moved: Sequence[tuple[str, Any, Any]], shown: int = 3) -> str:
     parts = []
     for column, before, after in moved[:shown]:
-        text = f"{column} {before!r} → {after!r}"
-        if isinstance(before, float) and isinstance(after, float) and before != 0:
-            text += f" ({(after - before) / abs(before):+.2g} relative)"
+        numbers = all(isinstance(v, float) for v in (before, after))
+        text = (
+            f"{column} {before:.10g} → {after:.10g}"
+            if numbers
+            else f"{column} {before!r} → {after!r}"
+        )
+        if numbers and column.startswith("dl_"):
+            text += f" ({after - before:+.2g} SD)"
+        elif numbers and before != 0:
+            text += f" ({(after - before) / abs(before):+.1e} relative)"
         parts.append(text)
     more = f"; {len(moved) - shown} more" if len(moved) > shown else ""
     return "; ".join(parts) + more
@@ -498,26 +507,31 @@ def check_reference(bundle: Bundle, manifest_sha256: str) -> None:
         saved = dict(record["features"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise BundleError(f"{path}: not a reference record ({error})") from None
+    columns = [c for c in bundle.schema if c.startswith(IMAGE_PREFIXES)]
+    lacking = [c for c in columns if c not in saved]
+    if lacking:
+        raise BundleError(f"{path}: no reference value of {len(lacking)} features ({lacking[0]} …)")
     try:
-        here = reference_values(folder, record, bundle.extraction, bundle.deep, list(saved))
+        here = reference_values(folder, record, bundle.extraction, bundle.deep, columns)
     except BoneOligoMetError as error:
         raise BundleError(f"{path}: the reference case fails here ({error})") from None
-    moved = moved_features(saved, here)
+    moved = moved_features({c: saved[c] for c in columns}, here)
     if moved:
         then = record.get("environment", {})
         changed = ", ".join(
             f"{k} {then.get(k)} → {v}" for k, v in env.items() if then.get(k) not in (None, v)
         )
         raise BundleError(
-            f"{path}: {len(moved)} of the {len(saved)} features of the reference case differ "
+            f"{path}: {len(moved)} of the {len(columns)} features of the reference case differ "
             f"here from those the model was saved with ({_describe(moved)})"
             + (f"; environment: {changed}" if changed else "")
+            + ": the model would see other numbers than it was trained on; retrain it here"
         )
     seconds = time.perf_counter() - started
     log.info(
-        "%s: reference case reproduced (%d features, %.2f s)", bundle.folder, len(saved), seconds
+        "%s: reference case reproduced (%d features, %.2f s)", bundle.folder, len(columns), seconds
     )
-    verdict = {"bundle": str(bundle.folder), "features": len(saved), "seconds": seconds, **env}
+    verdict = {"bundle": str(bundle.folder), "features": len(columns), "seconds": seconds, **env}
     try:
         atomic_write(cached, (json.dumps(verdict, indent=1) + "\n").encode())
     except OSError as error:  # checked again next time

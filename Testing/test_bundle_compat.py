@@ -19,6 +19,7 @@ from BoneOligoMetLib.bundle import (
     load_bundle,
     moved_features,
 )
+from BoneOligoMetLib.features import ExtractionConfig
 from BoneOligoMetLib.store import file_sha256
 
 SLICER_RADIOMICS = "3.1.0.dev12+gabcdef"  # how a SlicerRadiomics build of a later commit reports
@@ -224,3 +225,28 @@ def test_moved_features_tolerances():
     assert moved_features({"ct_a": float("nan")}, {"ct_a": float("nan")}) == []
     assert [m[0] for m in moved_features({"ct_a": 1.0}, {"ct_a": float("nan")})] == ["ct_a"]
     assert moved_features({"ct_a": 1.0}, {})[0][0] == "ct_a"  # a value no longer computed
+
+
+def test_saving_with_networks_writes_the_reference_values_again(tmp_path):
+    """save_bundle computes the reference row (deep columns on the CPU) as the packaged one."""
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    from BoneOligoMetLib.bundle import save_bundle
+
+    manifest = _manifest(default_bundle_path())
+    schema = manifest["feature_schema"]
+    pipeline = DummyClassifier().fit(np.zeros((2, len(schema))), [0, 1])  # the model is no matter
+    folder = save_bundle(
+        tmp_path / "again", pipeline=pipeline, feature_schema=schema, threshold=0.5,
+        extraction=ExtractionConfig.from_mapping(manifest["extraction"]),
+        deep_folder=default_bundle_path() / "deep",
+    )  # fmt: skip
+    saved = json.loads((folder / "reference" / "features.json").read_text())
+    packaged = json.loads((default_bundle_path() / "reference" / "features.json").read_text())
+    assert saved["features"] == packaged["features"]  # same environment: bit for bit
+    for name in ("ct.nrrd", "pet.nrrd", "lesions.nrrd"):
+        assert _manifest(folder)["files"][f"reference/{name}"] == file_sha256(
+            default_bundle_path() / "reference" / name
+        )
+    assert load_bundle(folder).schema == schema

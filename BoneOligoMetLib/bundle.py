@@ -10,8 +10,8 @@ Layout::
                                 types are rebuilt; nothing is unpickled)
     bundle/deep/ct/, deep/pet/  the BasicNet networks (safetensors + network.json), when the
                                 schema has dl_* columns
-    bundle/reference/           a small synthetic lesion (CT in HU, SUV PET, label; NRRD) and
-                                ``features.json``: the values of the schema's image features
+    bundle/reference_*.nrrd     a small synthetic lesion: CT in HU, SUV PET, label image
+    bundle/reference.json       the values of the schema's image features
                                 (met_*, ct_*, pet_*, petct_*, dl_*) for it when the bundle was
                                 saved, with the liver reference point and the versions used
 
@@ -51,9 +51,9 @@ FORMAT = "bone-oligomet-bundle/1"
 MANIFEST = "manifest.json"
 MODEL = "model.skops"
 DEEP = "deep"
-REFERENCE = "reference"
-REFERENCE_VALUES = f"{REFERENCE}/features.json"
-REFERENCE_IMAGES = {"ct": "ct.nrrd", "pet": "pet.nrrd", "lesions": "lesions.nrrd"}
+# Files in the bundle's own folder (package data and the Slicer build take its files, one level)
+REFERENCE_VALUES = "reference.json"
+REFERENCE_IMAGES = {k: f"reference_{k}.nrrd" for k in ("ct", "pet", "lesions")}
 IMAGE_PREFIXES = ("met_", "ct_", "pet_", "petct_", "dl_")  # columns computed from the images
 # A reference value "moved" when |here - saved| > REFERENCE_RTOL * max(|here|, |saved|) +
 # REFERENCE_ATOL. Metabolic and radiomics values are float64 sums over float32 voxels read from
@@ -370,13 +370,12 @@ def reference_images(seed: int = 12) -> tuple[Any, Any, Any, tuple[float, float,
 
 
 def write_reference(folder: Union[str, Path], extraction: Any, deep: Any, schema: Sequence[str]):
-    """Write ``reference/`` into a bundle folder: the images of :func:`reference_images` and the
+    """Write the reference case into a bundle folder: the images of :func:`reference_images` and the
     values the schema's image columns take for them here (deep features on ``deep``'s device;
     save on the CPU). Returns the values."""
     import SimpleITK as sitk
 
-    target = Path(folder) / REFERENCE
-    target.mkdir(parents=True, exist_ok=True)
+    target = Path(folder)
     ct, pet, lesions, liver = reference_images()
     for key, image in zip(("ct", "pet", "lesions"), (ct, pet, lesions)):
         sitk.WriteImage(image, str(target / REFERENCE_IMAGES[key]), True)
@@ -385,7 +384,7 @@ def write_reference(folder: Union[str, Path], extraction: Any, deep: Any, schema
     values = reference_values(target, record, extraction, deep, columns)
     record.update(environment=environment(deep), features=values)
     text = json.dumps(record, indent=1, default=_json_default) + "\n"
-    (target / Path(REFERENCE_VALUES).name).write_text(text)
+    (target / REFERENCE_VALUES).write_text(text)
     return values
 
 
@@ -500,7 +499,7 @@ def check_reference(bundle: Bundle, manifest_sha256: str) -> None:
     if cached.is_file():
         return
     started = time.perf_counter()
-    folder = bundle.folder / REFERENCE
+    folder = bundle.folder
     path = bundle.folder / str(bundle.manifest["reference"])
     try:
         record = json.loads(path.read_text())

@@ -118,7 +118,7 @@ def test_an_unwritable_cache_is_no_error(tmp_path, monkeypatch, recomputed):
 
 def test_moved_reference_values_are_refused_naming_them(tmp_path):
     folder = _copy(tmp_path)
-    path = folder / "reference" / "features.json"
+    path = folder / "reference.json"
     record = json.loads(path.read_text())
     values = record["features"]
     values["ct_original_glcm_Contrast"] *= 1 + 1e-4
@@ -157,10 +157,11 @@ def test_a_pyradiomics_that_computes_differently_is_refused(monkeypatch, recompu
 def _old_style(folder):
     """The bundle as saved before reference cases: version-mixing digests, no reference."""
     manifest = _manifest(folder)
-    shutil.rmtree(folder / "reference")
+    for path in folder.glob("reference*"):
+        path.unlink()
     del manifest["reference"], manifest["settings_digests"]
     manifest["group_digests"] = dict(OLD_DEMO_DIGESTS)
-    manifest["files"] = {k: v for k, v in manifest["files"].items() if "reference/" not in k}
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if "reference" not in k}
     return manifest
 
 
@@ -242,11 +243,9 @@ def test_saving_with_networks_writes_the_reference_values_again(tmp_path):
         extraction=ExtractionConfig.from_mapping(manifest["extraction"]),
         deep_folder=default_bundle_path() / "deep",
     )  # fmt: skip
-    saved = json.loads((folder / "reference" / "features.json").read_text())
-    packaged = json.loads((default_bundle_path() / "reference" / "features.json").read_text())
+    saved = json.loads((folder / "reference.json").read_text())
+    packaged = json.loads((default_bundle_path() / "reference.json").read_text())
     assert saved["features"] == packaged["features"]  # same environment: bit for bit
-    for name in ("ct.nrrd", "pet.nrrd", "lesions.nrrd"):
-        assert _manifest(folder)["files"][f"reference/{name}"] == file_sha256(
-            default_bundle_path() / "reference" / name
-        )
+    for name in ("reference_ct.nrrd", "reference_pet.nrrd", "reference_lesions.nrrd"):
+        assert _manifest(folder)["files"][name] == file_sha256(default_bundle_path() / name)
     assert load_bundle(folder).schema == schema

@@ -70,8 +70,8 @@ def test_bundle_round_trip_gives_identical_probabilities(trained):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["settings_digests"]) == {"met", "pet"}
     assert "model.skops" in manifest["files"]
-    assert "reference/features.json" in manifest["files"]
-    reference = json.loads((folder / "reference" / "features.json").read_text())["features"]
+    assert "reference.json" in manifest["files"]
+    reference = json.loads((folder / "reference.json").read_text())["features"]
     assert list(reference) == schema  # every column here comes from the images
 
 

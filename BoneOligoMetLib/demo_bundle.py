@@ -39,14 +39,14 @@ RECIPE = {
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:
-    from BoneOligoMetLib import __version__
+    """The recipe and the feature settings (parameters only: whether this environment computes
+    the same features is the bundle's reference case's to say, not a version string's)."""
     from BoneOligoMetLib.features import ExtractionConfig
 
     config = ExtractionConfig()
     spec = {
         "recipe": recipe,
-        "version": __version__,
-        "groups": {g: config.group_digest(g) for g in config.groups},
+        "groups": {g: config.settings_digest(g) for g in config.groups},
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 

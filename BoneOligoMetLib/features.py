@@ -174,25 +174,42 @@ class ExtractionConfig:
             stamp = None
         return _params(self, image, stamp)
 
-    def group_digest(self, group: str) -> str:
-        """SHA-256 of everything that decides the values of one feature group."""
+    def settings_digest(self, group: str) -> str:
+        """SHA-256 of the settings that decide one feature group's values, and nothing else (no
+        software version): what a model bundle records to tell a changed parameter file."""
+        return _sha256({**self._group_spec(group), "group": group})
+
+    def group_digest(self, group: str, versions: Optional[Mapping[str, str]] = None) -> str:
+        """SHA-256 of the settings of one feature group and the library's and pyradiomics'
+        versions (``{"bone-oligomet": ..., "pyradiomics": ...}``; default: the installed ones):
+        the key of a cohort extraction's stored parts, so that a new version recomputes them."""
+        if versions is None:
+            import radiomics as pyradiomics
+
+            versions = {"bone-oligomet": __version__, "pyradiomics": pyradiomics.__version__}
+        spec = self._group_spec(group)
+        spec.update(
+            group=group, version=versions["bone-oligomet"], pyradiomics=versions["pyradiomics"]
+        )
+        return _sha256(spec)
+
+    def _group_spec(self, group: str) -> dict[str, Any]:
         if group == "met":
-            spec: dict[str, Any] = {
+            return {
                 "mtv_threshold_suv": self.mtv_threshold_suv,
                 "peak_weighting": self.peak_weighting,
                 "liver_diameter_mm": self.liver_diameter_mm,
             }
-        elif group in IMAGE_KINDS:
+        if group in IMAGE_KINDS:
             # Not the crop margin: beyond the needed one it changes values by < 1e-6.
-            spec = {"params": self.params(group).as_mapping()}
-        elif group == "dl" and self.deep_model is not None:
-            spec = {"networks": _deep_networks_spec(self.deep_model)}
-        else:
-            raise ConfigError(f"unknown feature group {group!r}; groups: {', '.join(GROUPS)}")
-        import radiomics as pyradiomics
+            return {"params": self.params(group).as_mapping()}
+        if group == "dl" and self.deep_model is not None:
+            return {"networks": _deep_networks_spec(self.deep_model)}
+        raise ConfigError(f"unknown feature group {group!r}; groups: {', '.join(GROUPS)}")
 
-        spec.update(group=group, version=__version__, pyradiomics=pyradiomics.__version__)
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+def _sha256(spec: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=64)

@@ -17,6 +17,12 @@ from BoneOligoMetLib.features import ExtractionConfig, case_features
 from BoneOligoMetLib.manifest import read_manifest
 
 
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """Bundle verdicts go to a folder of the test session, not the user's cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     from BoneOligoMetLib.phantom import generate_cohort
@@ -62,8 +68,11 @@ def test_bundle_round_trip_gives_identical_probabilities(trained):
     expected = model.predict_proba(np.asarray([[r[c] for c in schema] for r in rows], float))[:, 1]
     np.testing.assert_array_equal(bundle.predict_proba(rows), expected)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert set(manifest["group_digests"]) == {"met", "pet"}
+    assert set(manifest["settings_digests"]) == {"met", "pet"}
     assert "model.skops" in manifest["files"]
+    assert "reference.json" in manifest["files"]
+    reference = json.loads((folder / "reference.json").read_text())["features"]
+    assert list(reference) == schema  # every column here comes from the images
 
 
 def test_classify_case_rows_overlay_and_warning(trained):
@@ -192,7 +201,7 @@ def test_bundle_keeps_no_machine_path_of_the_networks(trained, tmp_path):
     )
     manifest = json.loads((saved / "manifest.json").read_text())
     assert manifest["extraction"]["deep_model"] is None
-    assert "dl" not in manifest["group_digests"]
+    assert "dl" not in manifest["settings_digests"]
     assert load_bundle(saved).schema == schema
 
 

@@ -456,12 +456,14 @@ def _execute_shared(extractor, image: sitk.Image, mask: sitk.Image, shared: dict
     the mask is cast, checked and its box found once (pyradiomics' getMask and checkMask, whose
     result depends on the mask and these settings only), then each image goes through the
     same steps as in execute (shape, image types, crop to the box, feature classes)."""
-    from radiomics import featureextractor, imageoperations
+    from radiomics import imageoperations
 
     settings = extractor.settings.copy()
     settings["label"] = 1
-    if featureextractor.geometryTolerance != settings.get("geometryTolerance"):
-        extractor._setTolerance()
+    tolerance = settings.get("geometryTolerance")
+    if tolerance is not None:  # as execute() does (its module-level cache of it is gone in 3.1)
+        sitk.ProcessObject.SetGlobalDefaultCoordinateTolerance(float(tolerance))
+        sitk.ProcessObject.SetGlobalDefaultDirectionTolerance(float(tolerance))
     key = tuple(json.dumps(settings.get(k), default=str) for k in _MASK_SETTINGS)
     if key not in shared:
         checked = imageoperations.getMask(mask, **settings)

@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import SimpleITK as sitk
 
-from BoneOligoMetLib.dicom_tags import inspect_dicom_file, read_datasets, slice_geometry
+from BoneOligoMetLib.dicom_tags import inspect_dicom_file, slice_geometry
 from BoneOligoMetLib.errors import ImageReadError
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,14 @@ NOT_DICOM_SUFFIXES = (
 DICOM_SUFFIXES = (".dcm", ".ima", ".dicom", ".dic")
 NIFTI1_HEADER_BYTES, NIFTI2_HEADER_BYTES = 348, 540
 NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype code -> numpy type (float32, float64)
+GDCM_GEOMETRY_TAGS = {  # keyword -> GDCM metadata key, for slice_geometry
+    "ImagePositionPatient": "0020|0032",
+    "ImageOrientationPatient": "0020|0037",
+    "Rows": "0028|0010",
+    "Columns": "0028|0011",
+    "PixelSpacing": "0028|0030",
+    "SliceThickness": "0018|0050",
+}
 METAIMAGE_BYTES = {
     **{"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4},
     **{"MET_UINT": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8},
@@ -213,21 +221,47 @@ def select_dicom_series(
     )
 
 
-def _read_with_gdcm(files: list[str], where: object) -> sitk.Image:
-    """Pixels of ``files`` in this order as float32, each file's rescale applied (GDCM)."""
+class _GdcmHeader:
+    """The tags :func:`dicom_tags.slice_geometry` needs, from one slice's GDCM metadata
+    dictionary, looked up by keyword like a pydicom dataset (``get``, ``in``)."""
+
+    MULTI_VALUED = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+
+    def __init__(self, reader: sitk.ImageSeriesReader, index: int) -> None:
+        self.values = {
+            keyword: reader.GetMetaData(index, tag).strip(" \x00")
+            for keyword, tag in GDCM_GEOMETRY_TAGS.items()
+            if reader.HasMetaDataKey(index, tag)
+        }
+
+    def __contains__(self, keyword: str) -> bool:
+        return keyword in self.values
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        if keyword not in self.values:
+            return default
+        text = self.values[keyword]
+        return text.split("\\") if keyword in self.MULTI_VALUED else text
+
+
+def _read_with_gdcm(files: list[str], where: object) -> tuple[sitk.ImageSeriesReader, sitk.Image]:
+    """(reader, image): ``files`` read in this order as float32, each file's rescale applied
+    (GDCM); the reader keeps each slice's tags (``reader.GetMetaData(slice, tag)``)."""
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.SetOutputPixelType(sitk.sitkFloat32)
+    reader.MetaDataDictionaryArrayUpdateOn()
     # Geometry comes from slice_geometry, which reports uneven spacing itself; GDCM's warning
     # about it would only be noise on the console.
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        return reader.Execute()
+        image = reader.Execute()
     except RuntimeError as error:
         raise ImageReadError(f"{where}: cannot read DICOM series: {_last_line(error)}") from None
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+    return reader, image
 
 
 def read_dicom_series(series: DicomSeries) -> sitk.Image:
@@ -235,24 +269,26 @@ def read_dicom_series(series: DicomSeries) -> sitk.Image:
 
     Geometry is decided from the headers by :func:`dicom_tags.slice_geometry` (the check the
     SUV reader uses too): duplicate or missing slices are refused naming the two files; uneven
-    steps at PET bed junctions are resampled along z onto a regular grid. A file cut short is
-    refused naming it. A series of one file (a single slice, or multi-frame) is read by GDCM.
+    steps at PET bed junctions are resampled along z onto a regular grid. Files that GDCM
+    skips (cut short, unreadable) are refused naming them (:attr:`DicomSeries.unusable`). A
+    series of one file (a single slice, or multi-frame) keeps GDCM's geometry.
     """
     files = [str(path) for path in series.usable_files()]
-    datasets = read_datasets(files, pixels=False)
+    reader, image = _read_with_gdcm(files, series.folder)
     if len(files) == 1:
-        return _read_with_gdcm(files, files[0])
-    geometry = slice_geometry(datasets, files)
-    planes = sitk.GetArrayFromImage(
-        _read_with_gdcm([files[k] for k in geometry.order], series.folder)
-    )
-    if planes.shape[0] != len(files):
+        return image
+    if image.GetDimension() != 3 or image.GetSize()[2] != len(files):
         raise ImageReadError(
-            f"{series.folder}: {len(files)} files gave {planes.shape[0]} slices "
-            "(multi-frame files in a series of single slices?)"
+            f"{series.folder}: {len(files)} files gave a {image.GetDimension()}D image of size "
+            f"{image.GetSize()} (multi-frame files in a series of single slices?)"
         )
-    image = sitk.GetImageFromArray(geometry.stack(planes))
-    image.SetOrigin(geometry.origin)
+    headers = [_GdcmHeader(reader, k) for k in range(len(files))]
+    del reader  # the image then owns its pixels: setting its geometry does not copy them
+    geometry = slice_geometry(headers, files)
+    if geometry.resampled or geometry.order != tuple(range(len(files))):
+        planes = sitk.GetArrayViewFromImage(image)[list(geometry.order)]
+        image = sitk.GetImageFromArray(geometry.stack(planes))
+    image.SetOrigin(geometry.origin)  # GDCM's geometry assumed even steps
     image.SetSpacing(geometry.spacing)
     image.SetDirection(geometry.direction)
     return image

@@ -258,6 +258,10 @@ def _read_with_gdcm(files: list[str], where: object) -> tuple[sitk.ImageSeriesRe
     try:
         image = reader.Execute()
     except RuntimeError as error:
+        for path in files:  # name the file if one is cut short or unreadable
+            _ds, problem = inspect_dicom_file(path, pixels=False)
+            if problem:
+                raise ImageReadError(problem) from None
         raise ImageReadError(f"{where}: cannot read DICOM series: {_last_line(error)}") from None
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)

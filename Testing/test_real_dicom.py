@@ -346,3 +346,13 @@ def test_cli_refuses_with_one_line_and_writes_nothing(tmp_path, capsys, damage, 
         assert name in lines[0]
     assert not output.exists()
     assert captured.out == ""
+
+
+def test_file_cut_after_the_listing_is_named_by_the_reader(tmp_path):
+    from BoneOligoMetLib.image_io import list_dicom_series, read_dicom_series
+
+    files = _write_multibed(tmp_path, _in_plane_ramp())
+    (series,) = list_dicom_series(tmp_path)
+    files[4].write_bytes(files[4].read_bytes()[:-40])  # GDCM then fails on it
+    with pytest.raises(ImageReadError, match=r"PET_0005\.dcm: truncated DICOM file: pixel data"):
+        read_dicom_series(series)

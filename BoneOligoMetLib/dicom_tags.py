@@ -257,7 +257,7 @@ def inspect_dicom_file(
         (
             str(w.message).split(" in file ")[0]
             for w in caught
-            if "end of file" in str(w.message).lower() or "eof" in str(w.message).lower()
+            if "end of file" in str(w.message).lower() or "EOF" in str(w.message)
         ),
         "",
     )

@@ -152,7 +152,8 @@ def list_dicom_series(folder: PathLike) -> list[DicomSeries]:
             try:
                 header = pydicom.dcmread(files[0], stop_before_pixels=True)
             except Exception as error:  # GDCM read it, pydicom cannot: name the file
-                raise ImageReadError(f"{files[0]}: not a readable DICOM file: {error}") from None
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise ImageReadError(f"{files[0]}: not a readable DICOM file: {first}") from None
             listed.update(files)
             here[uid] = DicomSeries(
                 uid=uid,

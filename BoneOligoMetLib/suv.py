@@ -443,8 +443,12 @@ def _suv_parameters(
 ) -> SuvParameters:
     first, path = datasets[0], paths[0]
     record = _Provenance()
-    if geometry is not None and geometry.resampled:
-        record.add("slice positions", geometry.note(), "derived: ImagePositionPatient", path)
+    if geometry is not None and geometry.resampled:  # uneven steps at bed junctions
+        low, high = geometry.step_range_mm
+        spacing = f"{geometry.spacing[2]:.4g} mm, resampled to {geometry.size_z} planes"
+        deviation = f"{geometry.largest_step_deviation_mm:.3g} mm (steps {low:.4g}–{high:.4g} mm)"
+        record.add("slice spacing", spacing, "derived: commonest ImagePositionPatient step", path)
+        record.add("largest step deviation", deviation, "derived: ImagePositionPatient", path)
     for ds, slice_path in zip(datasets, paths):
         modality = tag_text(ds, "Modality")
         if modality.upper() != "PT":

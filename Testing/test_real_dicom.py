@@ -162,9 +162,9 @@ def test_multibed_suv_matches_independent_qiba(tmp_path):
     # The factor itself: 71 500 g / (352e6 Bq × 2^(−3750 s / 6586.2 s)) = 3.0141e-4 g/mL.
     assert parameters.suv_factor == pytest.approx(71_500 / (352e6 * 2 ** (-3750 / 6586.2)))
     assert abs(parameters.suv_factor - 3.0141e-4) < 1e-8
-    rows = {p.name: p for p in parameters.provenance}
-    assert "largest deviation 0.08 mm" in rows["slice positions"].value
-    assert "resampled along z" in rows["slice positions"].value
+    rows = {p.name: p.value for p in parameters.provenance}
+    assert rows["slice spacing"] == "3.27 mm, resampled to 48 planes"
+    assert rows["largest step deviation"] == "0.08 mm (steps 3.19–3.29 mm)"
 
 
 def test_multibed_resampling_is_linear_between_true_slices(tmp_path):
@@ -314,9 +314,10 @@ def test_cli_junction_series_prints_the_resampling_line(tmp_path, capsys):
     output = tmp_path / "suv.nii.gz"
     assert main(["suv", str(tmp_path / "pet"), "-o", str(output)]) == 0
     printed = capsys.readouterr().out
-    lines = [line for line in printed.splitlines() if line.startswith("slice positions")]
+    lines = [line for line in printed.splitlines() if line.startswith("largest step deviation")]
     assert len(lines) == 1
-    assert "largest deviation 0.08 mm" in lines[0]
+    assert "0.08 mm (steps 3.19–3.29 mm)" in lines[0]
+    assert max(len(line) for line in printed.splitlines()) < 140  # the table stays readable
     assert sitk.ReadImage(str(output)).GetSize() == (6, 6, 48)
 
 

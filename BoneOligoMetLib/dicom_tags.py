@@ -308,6 +308,7 @@ class SliceGeometry:
     step_range_mm: tuple[float, float] = (0.0, 0.0)
     largest_step_deviation_mm: float = 0.0  # max |step − spacing|
     largest_offset_mm: float = 0.0  # max distance of a true slice from its nearest grid plane
+    folder: str = ""  # where the files are, for the log line
 
     def note(self) -> str:
         """One line saying how uneven the slices were and how they were put on the grid."""
@@ -329,11 +330,13 @@ class SliceGeometry:
         Evenly spaced slices are returned as they are. Otherwise each grid plane is linear
         between the two true slices around it; a plane within SNAP_FRACTION of a spacing of a
         true slice is that slice exactly; a last plane past the last slice (at most half a
-        spacing) is the last slice.
+        spacing) is the last slice. Resampling logs one warning (:meth:`note`); it is logged
+        here, once the volume is read, so an error found before it stays the only message.
         """
         planes = np.asarray(planes)
         if not self.resampled:
             return planes
+        log.warning("%s: %s", self.folder, self.note())
         positions = np.asarray(self.positions_mm)
         step = self.spacing[2]
         out = np.empty((self.size_z, *planes.shape[1:]), dtype=planes.dtype)
@@ -398,7 +401,7 @@ def slice_geometry(datasets: Sequence[Any], paths: Sequence[str]) -> SliceGeomet
     is the most common step. Steps within JUNCTION_FRACTION (20 %) of it, as where the beds of
     a multi-bed PET meet, are accepted: when a slice then lies more than GRID_FRACTION (1 %) of
     a spacing off the even grid, the grid has the nominal spacing from the first slice and
-    :meth:`SliceGeometry.stack` resamples onto it (one warning is logged). A duplicate position,
+    :meth:`SliceGeometry.stack` resamples onto it (and logs one warning). A duplicate position,
     a step of 1.5 spacings or more (missing slice) or any other step, mixed orientations or
     sizes, or in-plane shifts are a GeometryError naming the two files.
     """
@@ -453,7 +456,7 @@ def slice_geometry(datasets: Sequence[Any], paths: Sequence[str]) -> SliceGeomet
         step_range_mm=(float(gaps.min()), float(gaps.max())),
         largest_step_deviation_mm=float(np.abs(gaps - nominal).max()),
         largest_offset_mm=float(nearest.max()),
+        folder=str(Path(str(paths[0])).parent),
         **common,
     )
-    log.warning("%s: %s", Path(str(paths[0])).parent, geometry.note())
     return geometry

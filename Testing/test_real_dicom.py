@@ -125,6 +125,8 @@ def test_multibed_geometry_is_a_regular_grid_from_the_first_slice(tmp_path, capl
     datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
     with caplog.at_level(logging.WARNING):
         geometry = slice_geometry(datasets, [str(path) for path in files])
+        assert not caplog.records  # nothing yet: an error found later stays the only message
+        assert geometry.stack(np.zeros((48, 6, 6))).shape == (48, 6, 6)
     offsets = _offsets_mm()
     # Extent 42 × 3.27 + 16.17 = 153.51 mm = 46.94 spacings: 48 planes, the last 0.18 mm past
     # the last slice.
@@ -357,3 +359,35 @@ def test_file_cut_after_the_listing_is_named_by_the_reader(tmp_path):
     files[4].write_bytes(files[4].read_bytes()[:-40])  # GDCM then fails on it
     with pytest.raises(ImageReadError, match=r"PET_0005\.dcm: truncated DICOM file: pixel data"):
         read_dicom_series(series)
+
+
+def test_cli_process_stderr_one_warning_on_success_one_error_on_failure(tmp_path):
+    # In a real process (no pytest log capture): the resampling warning is logged only once
+    # the volume is read, so a refused series shows its error alone.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import BoneOligoMetLib
+
+    _write_multibed(tmp_path / "good", _in_plane_ramp())
+    late = SERIES + dt.timedelta(minutes=20)
+    _write_multibed(tmp_path / "late", _in_plane_ramp(), injection_datetime=late)
+    env = {**os.environ, "PYTHONPATH": str(Path(BoneOligoMetLib.__file__).parents[1])}
+
+    def run(name):
+        command = [sys.executable, "-m", "BoneOligoMetLib", "suv", str(tmp_path / name)]
+        command += ["-o", str(tmp_path / f"{name}.nii.gz")]
+        return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+
+    good, bad = run("good"), run("late")
+    assert good.returncode == 0
+    assert len(good.stderr.splitlines()) == 1
+    assert "largest deviation 0.08 mm" in good.stderr
+    assert bad.returncode == 2
+    assert bad.stdout == ""
+    assert len(bad.stderr.splitlines()) == 1
+    assert "RadiopharmaceuticalStartDateTime" in bad.stderr
+    assert "resampled" not in bad.stderr
+    assert not (tmp_path / "late.nii.gz").exists()

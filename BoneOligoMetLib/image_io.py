@@ -290,9 +290,12 @@ def read_dicom_series(series: DicomSeries) -> sitk.Image:
     headers = [_GdcmHeader(reader, k) for k in range(len(files))]
     del reader  # the image then owns its pixels: setting its geometry does not copy them
     geometry = slice_geometry(headers, files)
-    if geometry.resampled or geometry.order != tuple(range(len(files))):
-        planes = sitk.GetArrayViewFromImage(image)[list(geometry.order)]
-        image = sitk.GetImageFromArray(geometry.stack(planes))
+    in_order = geometry.order == tuple(range(len(files)))  # GDCM sorts as we do, usually
+    if geometry.resampled or not in_order:
+        planes = sitk.GetArrayViewFromImage(image)
+        image = sitk.GetImageFromArray(
+            geometry.stack(planes if in_order else planes[list(geometry.order)])
+        )
     image.SetOrigin(geometry.origin)  # GDCM's geometry assumed even steps
     image.SetSpacing(geometry.spacing)
     image.SetDirection(geometry.direction)

@@ -391,3 +391,20 @@ def test_cli_process_stderr_one_warning_on_success_one_error_on_failure(tmp_path
     assert "RadiopharmaceuticalStartDateTime" in bad.stderr
     assert "resampled" not in bad.stderr
     assert not (tmp_path / "late.nii.gz").exists()
+
+
+def test_generic_reader_sorts_files_given_in_any_order(tmp_path):
+    from dataclasses import replace
+
+    from BoneOligoMetLib.image_io import list_dicom_series, read_dicom_series
+
+    offsets = _offsets_mm()
+    _write_multibed(tmp_path, _linear_in_z(offsets))
+    (series,) = list_dicom_series(tmp_path)
+    reference = read_dicom_series(series)
+    shuffled = replace(series, files=tuple(np.random.default_rng(1).permutation(series.files)))
+    assert shuffled.files != series.files
+    image = read_dicom_series(shuffled)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(reference))
+    assert image.GetOrigin() == reference.GetOrigin()
+    assert image.GetSpacing() == reference.GetSpacing()

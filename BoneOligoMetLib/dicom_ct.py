@@ -21,6 +21,7 @@ from BoneOligoMetLib.dicom_series import (
     set_identity,
     set_image_plane,
     set_int16_pixels,
+    slice_offsets_mm,
     volume_planes,
 )
 
@@ -46,6 +47,7 @@ def write_ct_series(
     series_number: int = 2,
     kvp: float = 120.0,
     tube_current_ma: float = 110.0,
+    slice_positions_mm: Optional[Sequence[float]] = None,
     uid_entropy: Optional[Sequence[object]] = None,
 ) -> list[Path]:
     """Write ``ct_hu`` (3D, HU) as a CT series in ``folder``; the files in slice order.
@@ -53,6 +55,8 @@ def write_ct_series(
     Values are rounded to whole HU and clipped to −1024…31743. Give the PET series the same
     ``study_uid`` and ``frame_of_reference_uid`` to make the pair one PET/CT study.
     ``uid_entropy`` makes every UID a function of these values (reproducible files).
+    ``slice_positions_mm``: each slice's distance from the origin along the normal (mm, one per
+    slice, increasing); even k × spacing if None.
     """
     from pydicom.dataset import Dataset
     from pydicom.valuerep import DS
@@ -60,6 +64,7 @@ def write_ct_series(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     hu, origin, direction, spacing = volume_planes(ct_hu)
+    offsets = slice_offsets_mm(hu.shape[0], slice_positions_mm)
     uid = UidSource(uid_entropy)
     study_uid = study_uid or uid("study")
     series_uid = uid("series", "CT", series_number)
@@ -96,7 +101,7 @@ def write_ct_series(
         ds.SpiralPitchFactor = DS(1.0, auto_format=True)
         ds.ConvolutionKernel = "STANDARD"
         ds.RescaleType = "HU"
-        set_image_plane(ds, origin, direction, spacing, k)
+        set_image_plane(ds, origin, direction, spacing, k, offsets[k])
         set_int16_pixels(ds, stored, 1.0, CT_INTERCEPT)
         files.append(save_dataset(ds, folder / f"CT_{k + 1:04d}.dcm"))
     return files

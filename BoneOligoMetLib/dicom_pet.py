@@ -33,6 +33,7 @@ from BoneOligoMetLib.dicom_series import (
     set_identity,
     set_image_plane,
     set_int16_pixels,
+    slice_offsets_mm,
     volume_planes,
 )
 from BoneOligoMetLib.dicom_tags import (
@@ -85,6 +86,7 @@ def write_pet_series(
     bed_decay_reference: str = "series",
     stored_series_datetime: Optional[dt.datetime] = None,
     philips_activity_scale: float = 0.5,
+    slice_positions_mm: Optional[Sequence[float]] = None,
     drop_tags: Sequence[str] = (),
     patient_sex: str = "F",
     patient_id: str = "BOM0001",
@@ -104,6 +106,9 @@ def write_pet_series(
     decay-corrected to the series start, as DICOM requires) or "bed" (each bed to its own start,
     as some reconstructions do). ``stored_series_datetime`` replaces SeriesDate/Time (as
     post-processing does) while acquisition times and the GE scan datetime keep the truth.
+    ``slice_positions_mm``: each slice's distance from the origin along the normal (mm, one
+    per slice, increasing), e.g. the uneven steps where the beds of a GE multi-bed series
+    meet; plane k of ``activity_bqml`` is written at its position. Even k × spacing if None.
     ``drop_tags``: keywords removed from every file (also inside the radiopharmaceutical item).
     ``uid_entropy``: makes every UID a function of these values (reproducible files); random
     UIDs without it. Returns the files in slice order.
@@ -122,6 +127,7 @@ def write_pet_series(
     folder.mkdir(parents=True, exist_ok=True)
     activity, origin, direction, spacing = volume_planes(activity_bqml)  # (z, y, x)
     bed_of_slice = _bed_of_slices(activity.shape[0], beds)
+    offsets = slice_offsets_mm(activity.shape[0], slice_positions_mm)
 
     def decay(seconds: float) -> float:  # fraction of activity left after ``seconds``
         return 2.0 ** (-seconds / half_life_s)
@@ -204,7 +210,7 @@ def write_pet_series(
             _code("35321007", "SCT", "Fluorodeoxyglucose F^18^")
         ]
         ds.RadiopharmaceuticalInformationSequence = [isotope]
-        set_image_plane(ds, origin, direction, spacing, k)
+        set_image_plane(ds, origin, direction, spacing, k, offsets[k])
         set_int16_pixels(ds, stored, slope, 0.0)
         if manufacturer.upper().startswith("GE"):
             ge = ds.private_block(0x0009, GE_PRIVATE_CREATOR, create=True)

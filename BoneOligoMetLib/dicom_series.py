@@ -50,6 +50,19 @@ class UidSource:
         return generate_uid(entropy_srcs=[*self.entropy, *(str(item) for item in name)])
 
 
+def slice_offsets_mm(n_slices: int, offsets_mm: Optional[Sequence[float]]) -> list[Optional[float]]:
+    """Each slice's distance from the first along the normal: ``offsets_mm`` checked (one per
+    slice, increasing), or None per slice for the even k × spacing."""
+    if offsets_mm is None:
+        return [None] * n_slices
+    offsets = [float(value) for value in offsets_mm]
+    if len(offsets) != n_slices or any(b <= a for a, b in zip(offsets, offsets[1:])):
+        raise ValueError(
+            f"slice_offsets_mm: expected {n_slices} increasing distances (mm), got {offsets_mm!r}"
+        )
+    return offsets
+
+
 def volume_planes(image: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     """(voxels as float64 (z, y, x), origin, direction 3×3 (columns: i, j, k), spacing)."""
     if image.GetDimension() != 3:
@@ -101,12 +114,22 @@ def set_identity(
 
 
 def set_image_plane(
-    ds: Any, origin: np.ndarray, direction: np.ndarray, spacing: Sequence[float], k: int
+    ds: Any,
+    origin: np.ndarray,
+    direction: np.ndarray,
+    spacing: Sequence[float],
+    k: int,
+    position_mm: Optional[float] = None,
 ) -> None:
-    """Image Plane module of slice ``k`` (position, orientation, spacing, thickness, location)."""
+    """Image Plane module of slice ``k`` (position, orientation, spacing, thickness, location).
+
+    ``position_mm``: the slice's distance from ``origin`` along the normal (mm); k × spacing
+    when None. Real multi-bed PET steps unevenly where beds meet.
+    """
     from pydicom.valuerep import DS
 
-    position = origin + direction[:, 2] * spacing[2] * k
+    along = spacing[2] * k if position_mm is None else position_mm
+    position = origin + direction[:, 2] * along
     ds.ImagePositionPatient = [DS(v, auto_format=True) for v in position]
     ds.ImageOrientationPatient = [
         DS(v, auto_format=True) for v in (*direction[:, 0], *direction[:, 1])

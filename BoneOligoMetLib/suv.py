@@ -37,6 +37,7 @@ from BoneOligoMetLib.dicom_tags import (
     PHILIPS_ACTIVITY_FACTOR,
     PHILIPS_PRIVATE_CREATOR,
     PHILIPS_SUV_FACTOR,
+    SliceGeometry,
     average_count_time_s,
     parse_dicom_date,
     parse_dicom_datetime,
@@ -58,11 +59,12 @@ InjectionTime = Union[str, dt.datetime, dt.time]
 
 WEIGHT_RANGE_KG = (1.0, 300.0)
 DOSE_RANGE_MBQ = (10.0, 2000.0)  # adult FDG activities are ~150–600 MBq
-MAX_UPTAKE_S = 24 * 3600.0
+MAX_UPTAKE_H = 6.0  # default plausible uptake (injection → scan reference): 0–6 h
 BED_REFERENCE_TOLERANCE_S = 1.0  # slices whose decay references differ more are re-referenced
 WEIGHT_HINT = "override with --weight KG"
 DOSE_HINT = "override with --dose MBQ"
 TIME_HINT = "override with --injection-time HH:MM[:SS]"
+UPTAKE_HINT = "fix with --injection-time HH:MM[:SS] or ISO, or allow it with --max-uptake-h H"
 
 
 @dataclass(frozen=True)
@@ -314,8 +316,20 @@ def _parse_injection_override(value: InjectionTime, scan_date: dt.date):
     )
 
 
-def _injection(isotope, path, override, scan: dt.datetime, record: _Provenance) -> dt.datetime:
-    """Injection datetime (QIBA): StartDateTime, else StartTime on the scan date; midnight-safe."""
+def _injection(
+    isotope,
+    path,
+    override,
+    scan: dt.datetime,
+    max_uptake_h: float,
+    record: _Provenance,
+) -> dt.datetime:
+    """Injection datetime (QIBA): StartDateTime, else StartTime on the scan date.
+
+    A clock time later than the scan is taken as the day before (injected before midnight,
+    scanned after) only when that gives a plausible uptake. An uptake outside 0…max_uptake_h is
+    an error naming both times and the flags that fix it.
+    """
     keyword, where = "", ""
     if override is not None:
         injection, time_only = _parse_injection_override(override, scan.date())
@@ -339,19 +353,35 @@ def _injection(isotope, path, override, scan: dt.datetime, record: _Provenance) 
             # series was post-processed on another day).
             injection, time_only = dt.datetime.combine(scan.date(), clock), True
             source = tag_label(keyword) + " on the scan date"
-    if time_only and injection > scan:  # injected before midnight, scanned after (QIBA)
-        injection -= dt.timedelta(days=1)
+    limit_s = max_uptake_h * 3600.0
+    day_before = injection - dt.timedelta(days=1)
+    if time_only and injection > scan and (scan - day_before).total_seconds() <= limit_s:
+        injection = day_before  # injected before midnight, scanned after (QIBA)
         source += ", minus 1 day (scan after midnight)"
-    record.add("injection time", injection.isoformat(), source, where)
     uptake_s = (scan - injection).total_seconds()
-    if not 0 <= uptake_s <= MAX_UPTAKE_S:
-        relation = "after" if uptake_s < 0 else "more than 24 h before"
-        problem = f"{injection.isoformat()} is {relation} the scan reference {scan.isoformat()}"
+    if not 0 <= uptake_s <= limit_s:
+        relation = "after" if uptake_s < 0 else "before"
+        problem = (
+            f"injection {injection.isoformat()} {relation} the scan reference {scan.isoformat()}: "
+            f"an uptake of {uptake_s / 3600:.2f} h"
+        )
+        if time_only and uptake_s < 0:
+            problem += f" ({(scan - day_before).total_seconds() / 3600:.2f} h if the day before)"
+        problem += f", outside the plausible 0–{max_uptake_h:g} h"
         if keyword:
-            raise DicomTagError(keyword, path, problem, TIME_HINT)
-        raise BoneOligoMetError(f"injection time override {problem}")
+            raise DicomTagError(keyword, path, f"gives {problem}", UPTAKE_HINT)
+        raise BoneOligoMetError(f"injection time override: {problem} ({UPTAKE_HINT})")
+    record.add("injection time", injection.isoformat(), source, where)
     record.add("uptake time", f"{uptake_s:.0f} s", "derived: scan reference − injection")
     return injection
+
+
+def _max_uptake_h(value: Optional[float]) -> float:
+    if value is None:
+        return MAX_UPTAKE_H
+    if not (math.isfinite(value) and value > 0):
+        raise BoneOligoMetError(f"max uptake {value!r} h: expected a positive number of hours")
+    return float(value)
 
 
 def _slice_references(
@@ -408,9 +438,17 @@ def _suv_parameters(
     weight_kg: Optional[float],
     injected_dose_mbq: Optional[float],
     injection_time: Optional[InjectionTime],
+    max_uptake_h: float = MAX_UPTAKE_H,
+    geometry: Optional[SliceGeometry] = None,
 ) -> SuvParameters:
     first, path = datasets[0], paths[0]
     record = _Provenance()
+    if geometry is not None and geometry.resampled:  # uneven steps at bed junctions
+        low, high = geometry.step_range_mm
+        spacing = f"{geometry.spacing[2]:.4g} mm, resampled to {geometry.size_z} planes"
+        deviation = f"{geometry.largest_step_deviation_mm:.3g} mm (steps {low:.4g}–{high:.4g} mm)"
+        record.add("slice spacing", spacing, "derived: commonest ImagePositionPatient step", path)
+        record.add("largest step deviation", deviation, "derived: ImagePositionPatient", path)
     for ds, slice_path in zip(datasets, paths):
         modality = tag_text(ds, "Modality")
         if modality.upper() != "PT":
@@ -460,7 +498,7 @@ def _suv_parameters(
     dose_bq = _dose_bq(sequence[0], path, injected_dose_mbq, record)
     half_life = _half_life_s(sequence[0], path, record)
     scan, acquisitions = _scan_reference(datasets, paths, record)
-    injection = _injection(sequence[0], path, injection_time, scan, record)
+    injection = _injection(sequence[0], path, injection_time, scan, max_uptake_h, record)
     references, rereferenced = _slice_references(
         datasets, paths, decay_correction, acquisitions, scan, injection, half_life, record
     )
@@ -516,11 +554,11 @@ def _series_files(source: Union[PathLike, Iterable[PathLike]], series_uid: Optio
         series = list_dicom_series(path)
         pet = [s for s in series if s.modality.upper() == "PT"]
         if len(series) == 1 and not pet:  # let the Modality check name the file
-            return list(series[0].files)
+            return list(series[0].usable_files())
         if len(pet) == 1:
-            return list(pet[0].files)
+            return list(pet[0].usable_files())
     modality = "PT" if series_uid is None else None
-    return list(select_dicom_series(path, modality, series_uid).files)
+    return list(select_dicom_series(path, modality, series_uid).usable_files())
 
 
 def read_suv_parameters(
@@ -530,23 +568,27 @@ def read_suv_parameters(
     weight_kg: Optional[float] = None,
     injected_dose_mbq: Optional[float] = None,
     injection_time: Optional[InjectionTime] = None,
+    max_uptake_h: Optional[float] = None,
 ) -> SuvParameters:
     """SUV parameters of a PET series: a folder (as in :func:`pet_dicom_to_suv`), or files.
 
     Reads headers only; files may come in any order. Overrides replace the header values and
     are recorded as such: ``weight_kg`` (kg), ``injected_dose_mbq`` (MBq), ``injection_time``
-    ('HH:MM[:SS]' on the scan date, an ISO datetime, or a datetime/time). A missing or
-    implausible tag raises DicomTagError naming the tag and the file.
+    ('HH:MM[:SS]' on the scan date, an ISO datetime, or a datetime/time). ``max_uptake_h``
+    (default 6 h): the longest plausible time from injection to the scan reference. A missing
+    or implausible tag raises DicomTagError naming the tag and the file.
     """
     paths = _series_files(source, series_uid)
     datasets = read_datasets(paths, pixels=False)
-    order = slice_geometry(datasets, paths)[0]
+    geometry = slice_geometry(datasets, paths)
     return _suv_parameters(
-        [datasets[i] for i in order],
-        [paths[i] for i in order],
+        [datasets[i] for i in geometry.order],
+        [paths[i] for i in geometry.order],
         weight_kg,
         injected_dose_mbq,
         injection_time,
+        _max_uptake_h(max_uptake_h),
+        geometry,
     )
 
 
@@ -557,18 +599,30 @@ def pet_dicom_to_suv(
     weight_kg: Optional[float] = None,
     injected_dose_mbq: Optional[float] = None,
     injection_time: Optional[InjectionTime] = None,
+    max_uptake_h: Optional[float] = None,
 ) -> tuple[sitk.Image, SuvParameters]:
     """Read a PET DICOM series (folder, file or files) as a float32 SUVbw image in LPS.
 
     A folder with several series needs ``series_uid`` unless exactly one is PET. Each slice's
     own RescaleSlope/Intercept is applied (multi-bed slopes differ); slices are sorted along
-    their normal. Overrides as in :func:`read_suv_parameters`.
+    their normal. Uneven steps where beds meet (within 20 % of the most common step) are
+    resampled along z onto a regular grid (:func:`dicom_tags.slice_geometry`; recorded in the
+    provenance); a missing or duplicate slice, or a file cut short, is an error naming the
+    files. Overrides and ``max_uptake_h`` as in :func:`read_suv_parameters`.
     """
     paths = _series_files(source, series_uid)
     datasets = read_datasets(paths, pixels=True)
-    order, origin, spacing, direction = slice_geometry(datasets, paths)
-    datasets, paths = [datasets[i] for i in order], [paths[i] for i in order]
-    parameters = _suv_parameters(datasets, paths, weight_kg, injected_dose_mbq, injection_time)
+    geometry = slice_geometry(datasets, paths)
+    datasets, paths = [datasets[i] for i in geometry.order], [paths[i] for i in geometry.order]
+    parameters = _suv_parameters(
+        datasets,
+        paths,
+        weight_kg,
+        injected_dose_mbq,
+        injection_time,
+        _max_uptake_h(max_uptake_h),
+        geometry,
+    )
     planes = []
     for ds, path, factor in zip(datasets, paths, parameters.slice_suv_factors):
         try:
@@ -583,8 +637,8 @@ def pet_dicom_to_suv(
             raise DicomTagError("RescaleSlope", path, problem)
         intercept = tag_number(ds, "RescaleIntercept", path) or 0.0
         planes.append((pixels.astype(np.float64) * slope + intercept) * factor)
-    image = sitk.GetImageFromArray(np.stack(planes).astype(np.float32))
-    image.SetOrigin(origin)
-    image.SetSpacing(spacing)
-    image.SetDirection(direction)
+    image = sitk.GetImageFromArray(geometry.stack(np.stack(planes)).astype(np.float32))
+    image.SetOrigin(geometry.origin)
+    image.SetSpacing(geometry.spacing)
+    image.SetDirection(geometry.direction)
     return image, parameters

@@ -328,7 +328,7 @@ def test_geometry_matches_simpleitk_series_reader(tmp_path):
 def test_uneven_or_duplicate_slices_are_errors_naming_files(tmp_path):
     files = _series(tmp_path / "gap")
     files[2].unlink()
-    with pytest.raises(GeometryError, match=r"PET_0002\.dcm and .*PET_0004\.dcm: uneven"):
+    with pytest.raises(GeometryError, match=r"PET_0002\.dcm and .*PET_0004\.dcm: .*missing"):
         pet_dicom_to_suv(tmp_path / "gap")
     files = _series(tmp_path / "dup")
     first_position = pydicom.dcmread(files[0]).ImagePositionPatient
@@ -363,4 +363,82 @@ def test_cli_override_and_missing_tag(tmp_path, capsys):
     assert not output.exists()
     assert main(["suv", str(tmp_path / "pet"), "-o", str(output), "--weight", "70"]) == 0
     assert "override" in capsys.readouterr().out
+    assert output.exists()
+
+
+@pytest.mark.parametrize(
+    ("injection", "drop", "keyword", "shown"),
+    [
+        # A clock time 30 min after the scan: taking the day before would give 23.5 h.
+        (dt.datetime(2024, 3, 1, 10, 30), "RadiopharmaceuticalStartDateTime", "StartTime", -0.5),
+        (dt.datetime(2024, 3, 1, 10, 30), None, "StartDateTime", -0.5),
+        (dt.datetime(2024, 3, 1, 3, 0), None, "StartDateTime", 7.0),  # 7 h: not plausible
+    ],
+)
+def test_implausible_uptake_names_both_times_and_the_flags(
+    tmp_path, injection, drop, keyword, shown
+):
+    files = _series(tmp_path, injection_datetime=injection, drop_tags=[drop] if drop else [])
+    with pytest.raises(DicomTagError) as caught:
+        read_suv_parameters(files)
+    message = str(caught.value)
+    assert f"Radiopharmaceutical{keyword}" in message
+    assert f"injection {injection.isoformat()}" in message
+    assert "scan reference 2024-03-01T10:00:00" in message
+    assert f"an uptake of {shown:.2f} h" in message
+    assert "--injection-time" in message
+    assert "--max-uptake-h" in message
+    assert "\n" not in message
+
+
+def test_max_uptake_widens_the_plausible_range(tmp_path):
+    files = _series(
+        tmp_path,
+        injection_datetime=dt.datetime(2024, 3, 1, 10, 30),
+        drop_tags=["RadiopharmaceuticalStartDateTime"],
+    )
+    # 10:30 on the scan date is after the 10:00 scan; allowed 24 h, it is the day before.
+    parameters = read_suv_parameters(files, max_uptake_h=24)
+    assert parameters.injection_datetime == dt.datetime(2024, 2, 29, 10, 30)
+    assert parameters.uptake_time_s == 23.5 * 3600
+    late = _series(tmp_path / "late", injection_datetime=dt.datetime(2024, 3, 1, 3, 0))
+    assert read_suv_parameters(late, max_uptake_h=8).uptake_time_s == 7 * 3600
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(BoneOligoMetError, match="max uptake"):
+            read_suv_parameters(late, max_uptake_h=bad)
+
+
+def test_plausible_midnight_crossing_still_works(tmp_path):
+    files = _series(
+        tmp_path,
+        injection_datetime=dt.datetime(2024, 3, 1, 23, 30),
+        series_datetime=dt.datetime(2024, 3, 2, 0, 40),
+        drop_tags=["RadiopharmaceuticalStartDateTime"],
+    )
+    parameters = read_suv_parameters(files)
+    assert parameters.injection_datetime == dt.datetime(2024, 3, 1, 23, 30)
+    assert parameters.uptake_time_s == 70 * 60
+
+
+def test_implausible_injection_override_names_both_times(tmp_path):
+    files = _series(tmp_path)
+    with pytest.raises(BoneOligoMetError) as caught:
+        read_suv_parameters(files, injection_time="10:20")
+    message = str(caught.value)
+    assert message.startswith("injection time override: injection 2024-03-01T10:20:00 after")
+    assert "scan reference 2024-03-01T10:00:00" in message
+    assert "--max-uptake-h" in message
+
+
+def test_cli_max_uptake_option(tmp_path, capsys):
+    _series(tmp_path / "pet", injection_datetime=dt.datetime(2024, 3, 1, 3, 0))
+    output = tmp_path / "suv.nii.gz"
+    assert main(["suv", str(tmp_path / "pet"), "-o", str(output)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--max-uptake-h" in err[0]
+    assert "2024-03-01T03:00:00" in err[0]
+    assert not output.exists()
+    assert main(["suv", str(tmp_path / "pet"), "-o", str(output), "--max-uptake-h", "8"]) == 0
+    assert "uptake time" in capsys.readouterr().out
     assert output.exists()

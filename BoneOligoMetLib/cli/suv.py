@@ -20,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HH:MM[:SS]|ISO",
         help="injection time override: a clock time on the scan date or an ISO datetime",
     )
+    parser.add_argument(
+        "--max-uptake-h",
+        type=float,
+        metavar="H",
+        help="longest plausible time from injection to scan, hours (default 6); a longer or "
+        "negative uptake is an error",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         weight_kg=args.weight,
         injected_dose_mbq=args.dose,
         injection_time=args.injection_time,
+        max_uptake_h=args.max_uptake_h,
     )
     path = write_image(image, args.output)
     print(parameters.report())

@@ -78,7 +78,7 @@ def _scaled_ct(folder: Path, tmp: Path) -> dict:
     return {"--ct": _write(ct * 1000.0, tmp / "ct_x1000.nii.gz")}
 
 
-def _nan_in_lesion(folder: Path, tmp: Path) -> dict:
+def _nan_in_lesion(folder: Path, tmp: Path, suffix: str = ".nrrd") -> dict:
     suv = sitk.ReadImage(str(folder / "suv.nii.gz"), sitk.sitkFloat32)
     lesions = sitk.ReadImage(str(folder / "lesions.nii.gz"))
     inside = np.argwhere(sitk.GetArrayViewFromImage(lesions) == 1)
@@ -90,8 +90,12 @@ def _nan_in_lesion(folder: Path, tmp: Path) -> dict:
     array[0, 0, 0] = np.inf  # and far from it
     out = sitk.GetImageFromArray(array)
     out.CopyInformation(suv)
-    # NRRD keeps NaN as written (SimpleITK's NIfTI reader turns it into 0)
-    return {"--pet": _write(out, tmp / "suv_nan.nrrd")}
+    return {"--pet": _write(out, tmp / f"suv_nan{suffix}")}
+
+
+def _nan_in_lesion_nifti(folder: Path, tmp: Path) -> dict:
+    """NIfTI too: SimpleITK's own reader would turn the NaN into 0 (image_io reads it as is)."""
+    return _nan_in_lesion(folder, tmp, ".nii.gz")
 
 
 def _soft_mask(folder: Path, tmp: Path) -> dict:
@@ -115,6 +119,12 @@ CASES = [
     (
         "NaN in the SUV inside a lesion",
         _nan_in_lesion,
+        {},
+        r"PET: 2 voxel\(s\) are NaN or infinite, in or beside a lesion \(lesion 1: 1\)",
+    ),
+    (
+        "NaN in a NIfTI SUV inside a lesion",
+        _nan_in_lesion_nifti,
         {},
         r"PET: 2 voxel\(s\) are NaN or infinite, in or beside a lesion \(lesion 1: 1\)",
     ),

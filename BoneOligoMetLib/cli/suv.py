@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "convert a DICOM PET series to SUVbw (QIBA) and write it as NIfTI/NRRD"
+OUTPUTS = {"output": "image"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from BoneOligoMetLib.errors import ImageReadError
-    from BoneOligoMetLib.image_io import IMAGE_SUFFIXES, write_image
+    from BoneOligoMetLib.image_io import write_image
     from BoneOligoMetLib.suv import pet_dicom_to_suv
 
-    if not args.output.lower().endswith(IMAGE_SUFFIXES):  # fail before reading the series
-        raise ImageReadError(f"{args.output}: cannot write; use one of {', '.join(IMAGE_SUFFIXES)}")
     image, parameters = pet_dicom_to_suv(
         Path(args.pet_dicom_dir),
         series_uid=args.series_uid,

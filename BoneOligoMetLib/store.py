@@ -65,13 +65,18 @@ def part_key(fingerprint: str, patient_id: str, reader: str, label: int, digest:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def atomic_write(path: Path, data: bytes, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, even
+    if this process dies meanwhile. ``durable``: on disk before the rename, so a machine crash
+    cannot leave an empty file either (tables; a torn part reads as unfinished anyway)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -168,7 +173,7 @@ def write_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], path:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
-        atomic_write(path, buffer.getvalue().encode())
+        atomic_write(path, buffer.getvalue().encode(), durable=True)
         return
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -176,7 +181,7 @@ def write_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], path:
     table = pa.table({name: _arrow_column([row.get(name) for row in rows]) for name in columns})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic_write(path, sink.getvalue().to_pybytes())
+    atomic_write(path, sink.getvalue().to_pybytes(), durable=True)
 
 
 def write_errors(results: Sequence[LesionResult], path: Path) -> int:
@@ -202,7 +207,7 @@ def write_errors(results: Sequence[LesionResult], path: Path) -> int:
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(path, buffer.getvalue().encode())
+    atomic_write(path, buffer.getvalue().encode(), durable=True)
     return len(failed)
 
 

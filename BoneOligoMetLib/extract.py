@@ -41,6 +41,7 @@ from BoneOligoMetLib.store import (
     assemble,
     case_fingerprint,
     part_key,
+    remove_temporaries,
     write_errors,
     write_table,
 )
@@ -375,15 +376,15 @@ def _pool_pass(tasks, store_root, config, workers, threads, done) -> list[CaseTa
         log.warning("a worker process died; its unfinished cases are retried")
     except BaseException:  # interrupted: cases not started are dropped, those running stopped
         with _ctrl_c_deferred():
-            _stop_pool(pool)
+            remove_temporaries(store_root, _stop_pool(pool))
         raise
     pool.shutdown(wait=True)
     return [task for i, task in enumerate(tasks) if i not in finished]
 
 
-def _stop_pool(pool) -> None:
-    """Cancel the cases not started and end the workers now. A case in flight loses only its
-    unfinished lesions (each finished one is stored already, atomically)."""
+def _stop_pool(pool) -> list[int]:
+    """Cancel the cases not started and end the workers now; their pids. A case in flight loses
+    only its unfinished lesions (each finished one is stored already, atomically)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         process.terminate()
@@ -393,6 +394,7 @@ def _stop_pool(pool) -> None:
             process.kill()
             process.join()
     pool.shutdown(wait=True, cancel_futures=True)
+    return [process.pid for process in processes]
 
 
 def _run_local(tasks, store_root, config, workers, threads, done) -> None:
@@ -427,23 +429,17 @@ def _run_dask(tasks, store_root, config, scheduler, threads, done) -> None:
         client = Client(scheduler, timeout="30s")
     except OSError as error:
         raise BoneOligoMetError(f"cannot reach the Dask scheduler {scheduler} ({error})") from None
-    with client:
-        futures: dict = {}
-        try:
-            for task in tasks:
-                futures[client.submit(run_case, task, store_root, config, threads, pure=False)] = (
-                    task
-                )
-            for future in as_completed(futures):
-                task = futures[future]
-                try:
-                    done(task, future.result())
-                except Exception as error:  # e.g. KilledWorker: the task's worker kept dying
-                    done(task, _failed_remotely(task, store_root, _one_line(error)))
-        except BaseException:  # interrupted: the cluster drops our cases (running ones finish)
-            with _ctrl_c_deferred():
-                client.cancel(list(futures))
-            raise
+    with client:  # closed on Ctrl-C too: the scheduler then drops this client's cases
+        futures = {
+            client.submit(run_case, task, store_root, config, threads, pure=False): task
+            for task in tasks
+        }
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                done(task, future.result())
+            except Exception as error:  # e.g. KilledWorker: the task's worker kept dying
+                done(task, _failed_remotely(task, store_root, _one_line(error)))
 
 
 def _failed_remotely(task: CaseTask, store_root: str, message: str) -> list[LesionOutcome]:
@@ -533,7 +529,7 @@ def check_output(out: Union[str, Path]) -> None:
     """Refuse an output that cannot be written, before anything is computed, and leave nothing
     behind: the table must not be a folder, and the nearest existing folder of the table and of
     ``OUT.parts/`` must be a folder that takes a file (one is created there and removed)."""
-    import tempfile
+    import secrets
 
     paths = output_paths(out)
     table = paths["table"]
@@ -541,18 +537,24 @@ def check_output(out: Union[str, Path]) -> None:
     def refuse(reason: str) -> BoneOligoMetError:
         return BoneOligoMetError(f"cannot write the output {table}: {reason}")
 
-    if table.is_dir():
+    try:
+        is_folder = table.is_dir()
+        folders = [_nearest_existing(f) for f in dict.fromkeys((table.parent, paths["parts"]))]
+    except OSError as error:  # e.g. a folder on the way that this user may not look into
+        raise refuse(f"{error.filename}: {error.strerror}") from None
+    if is_folder:
         raise refuse("it is a folder")
-    for folder in dict.fromkeys((table.parent, paths["parts"])):
-        existing = _nearest_existing(folder)
+    for existing in folders:
         if not existing.is_dir():
             raise refuse(f"{existing} is a file, not a folder")
+        probe = existing / f".write-probe.{os.getpid()}.{secrets.token_hex(8)}.tmp"
         try:
-            handle, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.", suffix=".tmp")
-            os.close(handle)
-            os.unlink(probe)
+            probe.open("xb").close()
         except OSError as error:
             raise refuse(f"{existing} does not take new files ({error.strerror})") from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
 
 
 def _count_kept(keys: Mapping[Any, Mapping[str, str]], store: PartStore) -> int:

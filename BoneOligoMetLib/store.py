@@ -12,12 +12,13 @@ is retried on the next run. Stale parts are left in place (switching back reuses
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,18 +71,32 @@ def atomic_write(path: Path, data: bytes, durable: bool = False) -> None:
     if this process dies meanwhile. ``durable``: on disk before the rename, so a machine crash
     cannot leave an empty file either (tables; a torn part reads as unfinished anyway)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Named before it exists, so a Ctrl-C right after the create still removes it; the pid
+    # says whose it is (remove_temporaries).
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(temporary, "xb") as stream:
             stream.write(data)
             if durable:
                 stream.flush()
                 os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def remove_temporaries(folder: Union[str, Path], pids: Iterable[int]) -> int:
+    """Remove the unfinished writes that processes ``pids``, now ended, left under ``folder``
+    (killed mid-write); returns how many."""
+    removed = 0
+    for pid in pids:
+        for temporary in Path(folder).glob(f"**/.*.{int(pid)}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+                removed += 1
+    return removed
 
 
 class PartStore:

@@ -26,7 +26,7 @@ from BoneOligoMetLib.image_io import read_image, write_image
 from BoneOligoMetLib.manifest import ManifestError, read_manifest
 from BoneOligoMetLib.phantom import generate_cohort
 from BoneOligoMetLib.radiomics import params_path
-from BoneOligoMetLib.store import read_table, write_table
+from BoneOligoMetLib.store import read_table, remove_temporaries, write_table
 
 GROUP_PREFIXES = ("met_", "ct_", "pet_", "petct_")
 
@@ -421,6 +421,20 @@ def test_a_table_write_that_fails_leaves_the_old_table_whole(tmp_path, monkeypat
         write_table(["patient_id", "x"], [{"patient_id": "B", "x": 2.0}] * 1000, out)
     assert out.read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_a_killed_writers_temporary_files_are_removed_by_pid(tmp_path):
+    """What a worker killed mid-write leaves is named with its pid; the parent that stopped it
+    removes exactly those."""
+    parts = tmp_path / "features.parquet.parts"
+    (parts / "ab").mkdir(parents=True)
+    theirs = [parts / "ab" / f".ab12.json.{pid}.0123456789abcdef.tmp" for pid in (4001, 4002)]
+    other = parts / "ab" / ".ab34.json.40011.0123456789abcdef.tmp"  # another pid, same prefix
+    finished = parts / "ab" / "ab12.json"
+    for path in (*theirs, other, finished):
+        path.write_text("{}")
+    assert remove_temporaries(parts, [4001, 4002]) == 2
+    assert sorted(parts.rglob("*")) == sorted([parts / "ab", other, finished])
 
 
 def _run_until_parts(args: list[str], parts: Path, at_least: int, timeout_s: float = 120):

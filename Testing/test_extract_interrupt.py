@@ -131,6 +131,7 @@ def test_ctrl_c_stops_the_run_in_one_line_and_the_rerun_resumes(cohort, tmp_path
     kept = int(found[1])
     assert found[2] == str(parts)
     assert not _still_running(children, within_s=5)
+    assert not list(parts.rglob("*.tmp"))  # no write left half-done by a stopped worker
     before, finished = _finished_lesions(parts)
     assert 1 <= kept == finished
     if kept < 4:
@@ -226,3 +227,35 @@ def test_a_worker_whose_parent_is_already_gone_ends_at_once():
     orphan.start()
     orphan.join(10)
     assert orphan.exitcode == 1
+
+
+def test_ctrl_c_with_a_dask_cluster_cancels_the_runs_cases(cohort, tmp_path):
+    """The cluster's workers are not ours: Ctrl-C ends the client with the same one line, and
+    the scheduler drops the run's cases."""
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "features.parquet"
+    parts = output_paths(out)["parts"]
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        args = ["extract", "--manifest", str(cohort), "--out", str(out), "--no-progress",
+                "--scheduler", cluster.scheduler_address]  # fmt: skip
+        process = _start(args, tmp_path / "stderr.txt")
+        try:
+            _wait_for_parts(process, parts, at_least=4)
+            os.killpg(process.pid, signal.SIGINT)
+            status = process.wait(timeout=60)
+        finally:
+            _end(process)
+        stderr = (tmp_path / "stderr.txt").read_text()
+        assert status == 130, stderr
+        assert "Traceback" not in stderr
+        assert re.fullmatch(
+            r"bone-oligomet extract: interrupted: \d+ of 4 lesion\(s\) kept in .+", stderr.strip()
+        )
+        with distributed.Client(cluster.scheduler_address) as client:
+            deadline = time.monotonic() + 10
+            while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+                assert time.monotonic() < deadline, "the scheduler still holds the run's cases"
+                time.sleep(0.1)

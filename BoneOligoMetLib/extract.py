@@ -9,6 +9,11 @@ loses at most the lesions in flight; a lesion that fails is recorded with its er
 ``<out>.errors.csv`` and the others go on. With several readers per lesion (a ``reader``
 column), ``<out>.icc.csv`` holds every feature's inter-reader ICC(2,1).
 
+Ctrl-C reaches every process of the terminal's group: pool workers ignore it and the parent
+stops them (cases not started are cancelled, cases in flight end at once), then raises
+:class:`ExtractionInterrupted` with the number of lesions kept. A pool worker also ends when
+its parent dies, so a killed run leaves no orphan computing.
+
 Tasks carry paths, not images: a Dask worker elsewhere needs the same paths (a shared file
 system) and reads the images itself.
 """
@@ -18,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +41,7 @@ from BoneOligoMetLib.store import (
     assemble,
     case_fingerprint,
     part_key,
+    remove_temporaries,
     write_errors,
     write_table,
 )
@@ -77,6 +85,17 @@ class ExtractionSummary:
     n_reused: int  # lesions found complete in the store
     n_columns: int
     seconds: float
+
+
+class ExtractionInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a cohort run (its workers stopped too): ``kept`` of ``total`` lesions are
+    finished in the ``parts`` folder, and the same call again resumes from them."""
+
+    def __init__(self, kept: int, total: int, parts: Path) -> None:
+        super().__init__(f"{kept} of {total} lesion(s) kept in {parts}")
+        self.kept = kept
+        self.total = total
+        self.parts = parts
 
 
 def _one_line(error: BaseException) -> str:
@@ -191,11 +210,97 @@ def run_case(
     return outcomes
 
 
-def _init_worker(threads: Optional[int]) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(threads: Optional[int], parent_pid: int) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the pool; a worker that took it
+    # too would die mid-lesion with a traceback. It was blocked since the fork (see
+    # _ctrl_c_deferred); ignoring it discards one pending meanwhile.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _end_with_parent(parent_pid)
     if threads is not None:
         import SimpleITK as sitk
 
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """End this worker when its parent dies (killed, crashed): an orphan would go on computing
+    and then idle for ever. On Linux the kernel's parent-death signal, which fires when the
+    THREAD that started this process ends: ProcessPoolExecutor starts its workers in the thread
+    that submits (not its manager thread), and that thread waits in ``_pool_pass`` until the
+    pool is shut down. Elsewhere a thread that watches the parent."""
+    if not _arm_parent_death_signal(parent_pid):
+        _start_parent_watch(parent_pid)
+
+
+def _arm_parent_death_signal(parent_pid: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        kill, zero = ctypes.c_ulong(int(signal.SIGKILL)), ctypes.c_ulong(0)
+        if libc.prctl(ctypes.c_int(_PR_SET_PDEATHSIG), kill, zero, zero, zero) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    return True
+
+
+def _start_parent_watch(parent_pid: int, interval_s: float = 0.5) -> None:
+    watch = threading.Thread(
+        target=_watch_parent, args=(parent_pid, interval_s), name="parent-watch", daemon=True
+    )
+    watch.start()
+
+
+def _parent_alive(parent_pid: int) -> bool:
+    if os.name == "nt":  # no reparenting there: the parent's process handle tells
+        import multiprocessing
+
+        parent = multiprocessing.parent_process()
+        return parent is None or parent.is_alive()
+    return os.getppid() == parent_pid  # an orphan is adopted by init or a subreaper
+
+
+def _watch_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    while _parent_alive(parent_pid):
+        time.sleep(interval_s)
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold Ctrl-C back until the block ends, then raise it as usual: while pool workers start
+    (a child inherits SIGINT blocked, so none dies with a traceback before its initializer
+    ignores it) and while the pool is stopped or the kept lesions are counted. Python runs
+    signal handlers in the main thread only, so elsewhere (or where SIGINT's handler is not
+    Python's, e.g. an embedding application's) this does nothing."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is None
+    ):
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    blocking = hasattr(signal, "pthread_sigmask")
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if blocking else None
+    try:
+        yield
+    finally:
+        if blocking:  # a Ctrl-C pending meanwhile reaches the handler above now
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)
 
 
 def _keys(manifest: Manifest, config: ExtractionConfig) -> dict[tuple[int, int], dict]:
@@ -250,25 +355,46 @@ def _pool_pass(tasks, store_root, config, workers, threads, done) -> list[CaseTa
 
     context = multiprocessing.get_context(_start_method())
     finished: set[int] = set()
-    with _worker_environment(threads):  # workers start (and read it) on the first submits
-        pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
-        )
-        futures = {
-            pool.submit(run_case, task, store_root, config): i for i, task in enumerate(tasks)
-        }
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(threads, os.getpid()),
+    )
     try:
+        # The workers start on the first submits: they read the environment and are born with
+        # Ctrl-C blocked.
+        with _worker_environment(threads), _ctrl_c_deferred():
+            futures = {
+                pool.submit(run_case, task, store_root, config): i for i, task in enumerate(tasks)
+            }
         for future in as_completed(futures):
             outcomes = future.result()
             finished.add(futures[future])
             done(tasks[futures[future]], outcomes)
     except BrokenProcessPool:
         log.warning("a worker process died; its unfinished cases are retried")
-    except BaseException:  # interrupted: cases not started are dropped, running ones finish
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # interrupted: cases not started are dropped, those running stopped
+        with _ctrl_c_deferred():
+            remove_temporaries(store_root, _stop_pool(pool))
         raise
     pool.shutdown(wait=True)
     return [task for i, task in enumerate(tasks) if i not in finished]
+
+
+def _stop_pool(pool) -> list[int]:
+    """Cancel the cases not started and end the workers now; their pids. A case in flight loses
+    only its unfinished lesions (each finished one is stored already, atomically)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    pool.shutdown(wait=True, cancel_futures=True)
+    return [process.pid for process in processes]
 
 
 def _run_local(tasks, store_root, config, workers, threads, done) -> None:
@@ -303,7 +429,7 @@ def _run_dask(tasks, store_root, config, scheduler, threads, done) -> None:
         client = Client(scheduler, timeout="30s")
     except OSError as error:
         raise BoneOligoMetError(f"cannot reach the Dask scheduler {scheduler} ({error})") from None
-    with client:
+    with client:  # closed on Ctrl-C too: the scheduler then drops this client's cases
         futures = {
             client.submit(run_case, task, store_root, config, threads, pure=False): task
             for task in tasks
@@ -395,6 +521,47 @@ def output_paths(out: Union[str, Path]) -> dict[str, Path]:
     }
 
 
+def _nearest_existing(path: Path) -> Path:
+    return next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+
+
+def check_output(out: Union[str, Path]) -> None:
+    """Refuse an output that cannot be written, before anything is computed, and leave nothing
+    behind: the table must not be a folder, and the nearest existing folder of the table and of
+    ``OUT.parts/`` must be a folder that takes a file (one is created there and removed)."""
+    import secrets
+
+    paths = output_paths(out)
+    table = paths["table"]
+
+    def refuse(reason: str) -> BoneOligoMetError:
+        return BoneOligoMetError(f"cannot write the output {table}: {reason}")
+
+    try:
+        is_folder = table.is_dir()
+        folders = [_nearest_existing(f) for f in dict.fromkeys((table.parent, paths["parts"]))]
+    except OSError as error:  # e.g. a folder on the way that this user may not look into
+        raise refuse(f"{error.filename}: {error.strerror}") from None
+    if is_folder:
+        raise refuse("it is a folder")
+    for existing in folders:
+        if not existing.is_dir():
+            raise refuse(f"{existing} is a file, not a folder")
+        probe = existing / f".write-probe.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+        try:
+            probe.open("xb").close()
+        except OSError as error:
+            raise refuse(f"{existing} does not take new files ({error.strerror})") from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+
+def _count_kept(keys: Mapping[Any, Mapping[str, str]], store: PartStore) -> int:
+    """Manifest lesions whose every group is finished in the store (what a rerun reuses)."""
+    return sum(all(store.done(key) for key in groups.values()) for groups in keys.values())
+
+
 def extract_cohort(
     manifest: Union[str, Path, Manifest],
     out: Union[str, Path],
@@ -411,15 +578,42 @@ def extract_cohort(
     ``workers``: 1 computes in this process; more use a local process pool (each worker with
     ``threads_per_worker`` SimpleITK threads). ``scheduler``: a Dask distributed scheduler
     address (``tcp://host:port``), which then does the work. ``progress(fraction, message)``
-    is called per lesion (in this process) or per patient (pool, Dask).
+    is called per lesion (in this process) or per patient (pool, Dask). Ctrl-C raises
+    :class:`ExtractionInterrupted` (a ``KeyboardInterrupt``) once the workers have stopped.
     """
     started = time.perf_counter()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise BoneOligoMetError(f"workers must be a whole number of at least 1, got {workers!r}")
     config = config or ExtractionConfig()
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, prefer_dicom=prefer_dicom)
+    check_output(out)
     paths = output_paths(out)
     store = PartStore(paths["parts"])
     keys = _keys(manifest, config)
+    try:
+        return _extract(
+            manifest, paths, store, keys, config, workers, scheduler, threads_per_worker,
+            progress, started,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        with _ctrl_c_deferred():  # counted after the workers stopped: nothing changes now
+            kept = _count_kept(keys, store)
+        raise ExtractionInterrupted(kept, manifest.n_lesions, paths["parts"]) from None
+
+
+def _extract(
+    manifest: Manifest,
+    paths: dict[str, Path],
+    store: PartStore,
+    keys,
+    config: ExtractionConfig,
+    workers: int,
+    scheduler: Optional[str],
+    threads_per_worker: Optional[int],
+    progress: Optional[Progress],
+    started: float,
+) -> ExtractionSummary:
     tasks = []
     n_reused = 0
     for index, case in enumerate(manifest.cases):

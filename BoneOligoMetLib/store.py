@@ -12,12 +12,13 @@ is retried on the next run. Stale parts are left in place (switching back reuses
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,18 +66,37 @@ def part_key(fingerprint: str, patient_id: str, reader: str, label: int, digest:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def atomic_write(path: Path, data: bytes, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, even
+    if this process dies meanwhile. ``durable``: on disk before the rename, so a machine crash
+    cannot leave an empty file either (tables; a torn part reads as unfinished anyway)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Named before it exists, so a Ctrl-C right after the create still removes it; the pid
+    # says whose it is (remove_temporaries).
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(temporary, "xb") as stream:
             stream.write(data)
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def remove_temporaries(folder: Union[str, Path], pids: Iterable[int]) -> int:
+    """Remove the unfinished writes that processes ``pids``, now ended, left under ``folder``
+    (killed mid-write); returns how many."""
+    removed = 0
+    for pid in pids:
+        for temporary in Path(folder).glob(f"**/.*.{int(pid)}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+                removed += 1
+    return removed
 
 
 class PartStore:
@@ -168,7 +188,7 @@ def write_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], path:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
-        atomic_write(path, buffer.getvalue().encode())
+        atomic_write(path, buffer.getvalue().encode(), durable=True)
         return
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -176,7 +196,7 @@ def write_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]], path:
     table = pa.table({name: _arrow_column([row.get(name) for row in rows]) for name in columns})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic_write(path, sink.getvalue().to_pybytes())
+    atomic_write(path, sink.getvalue().to_pybytes(), durable=True)
 
 
 def write_errors(results: Sequence[LesionResult], path: Path) -> int:
@@ -202,7 +222,7 @@ def write_errors(results: Sequence[LesionResult], path: Path) -> int:
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(path, buffer.getvalue().encode())
+    atomic_write(path, buffer.getvalue().encode(), durable=True)
     return len(failed)
 
 

@@ -19,13 +19,14 @@ import pytest
 import SimpleITK as sitk
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.extract import extract_cohort, output_paths
+from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.extract import ExtractionInterrupted, extract_cohort, output_paths
 from BoneOligoMetLib.features import ExtractionConfig, lesion_features, prepare_case
 from BoneOligoMetLib.image_io import read_image, write_image
 from BoneOligoMetLib.manifest import ManifestError, read_manifest
 from BoneOligoMetLib.phantom import generate_cohort
 from BoneOligoMetLib.radiomics import params_path
-from BoneOligoMetLib.store import read_table
+from BoneOligoMetLib.store import read_table, remove_temporaries, write_table
 
 GROUP_PREFIXES = ("met_", "ct_", "pet_", "petct_")
 
@@ -113,8 +114,9 @@ def test_an_interrupted_run_resumes_without_recomputing(cohort, tmp_path):
             if len(seen) == 2:
                 raise KeyboardInterrupt("stopped by the test")
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(ExtractionInterrupted) as stopped:  # a KeyboardInterrupt
         extract_cohort(cohort, out, progress=stop_after_two)
+    assert (stopped.value.kept, stopped.value.total) == (2, 4)
     parts = output_paths(out)["parts"]
     before = _mtimes(parts)
     assert len(before) == 2 * 4  # two lesions, four groups each, stored as they finished
@@ -326,6 +328,113 @@ def test_manifest_checks(cohort, tmp_path, capsys):
         -2.0,
         30.0,
     )
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_workers_below_one_are_refused(cohort, tmp_path, capsys, workers):
+    out = tmp_path / "features.parquet"
+    args = ["extract", "--manifest", str(cohort), "--out", str(out), "--workers", workers]
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("bone-oligomet extract: error: argument --workers:")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BoneOligoMetError, match="workers must be a whole number of at least 1"):
+        extract_cohort(cohort, out, workers=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _refused(cohort, out: Path, capsys, monkeypatch) -> str:
+    """The command's one-line error for ``--out out``, checked to come before any computing."""
+    import BoneOligoMetLib.extract as extract
+
+    def no_computing(*args, **kwargs):
+        raise AssertionError("computed before the output was checked")
+
+    monkeypatch.setattr(extract, "run_case", no_computing)
+    args = ["extract", "--manifest", str(cohort), "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    return captured.err.strip()
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_computing(
+    cohort, tmp_path, capsys, monkeypatch
+):
+    done = tmp_path / "done" / "features.parquet"
+    extract_cohort(cohort, done)  # finished parts, which a refused run must leave alone
+    before = _mtimes(output_paths(done)["parts"])
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    out = a_file / "run" / "features.parquet"
+    assert _refused(cohort, out, capsys, monkeypatch) == (
+        f"bone-oligomet extract: error: cannot write the output {out}: "
+        f"{a_file} is a file, not a folder"
+    )
+    assert a_file.read_text() == "not a folder"
+    done.unlink()
+    done.mkdir()  # the table's name taken by a folder
+    assert _refused(cohort, done, capsys, monkeypatch).endswith(f"{done}: it is a folder")
+    assert _mtimes(output_paths(done)["parts"]) == before
+    assert sorted(p.name for p in done.parent.iterdir()) == [done.name, done.name + ".parts"]
+
+
+def test_an_output_folder_without_write_permission_is_refused(
+    cohort, tmp_path, capsys, monkeypatch
+):
+    if os.name == "posix" and os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+    elif sys.platform.startswith("linux"):  # root writes anywhere, but sysfs takes no files
+        folder = Path("/sys")
+    else:
+        pytest.skip("needs a folder this user cannot write in")
+    out = folder / "features.parquet"
+    try:
+        message = _refused(cohort, out, capsys, monkeypatch)
+    finally:
+        if folder != Path("/sys"):
+            folder.chmod(0o755)
+    assert message.startswith(
+        f"bone-oligomet extract: error: cannot write the output {out}: "
+        f"{folder} does not take new files ("
+    )
+    assert not output_paths(out)["parts"].exists()
+
+
+def test_a_table_write_that_fails_leaves_the_old_table_whole(tmp_path, monkeypatch):
+    """The table goes to a temporary file renamed over the old one: a crash in between leaves
+    the old table (and no temporary file)."""
+    out = tmp_path / "features.parquet"
+    write_table(["patient_id", "x"], [{"patient_id": "A", "x": 1.0}], out)
+    old = out.read_bytes()
+
+    def crash(source, target):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        write_table(["patient_id", "x"], [{"patient_id": "B", "x": 2.0}] * 1000, out)
+    assert out.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_a_killed_writers_temporary_files_are_removed_by_pid(tmp_path):
+    """What a worker killed mid-write leaves is named with its pid; the parent that stopped it
+    removes exactly those."""
+    parts = tmp_path / "features.parquet.parts"
+    (parts / "ab").mkdir(parents=True)
+    theirs = [parts / "ab" / f".ab12.json.{pid}.0123456789abcdef.tmp" for pid in (4001, 4002)]
+    other = parts / "ab" / ".ab34.json.40011.0123456789abcdef.tmp"  # another pid, same prefix
+    finished = parts / "ab" / "ab12.json"
+    for path in (*theirs, other, finished):
+        path.write_text("{}")
+    assert remove_temporaries(parts, [4001, 4002]) == 2
+    assert sorted(parts.rglob("*")) == sorted([parts / "ab", other, finished])
 
 
 def _run_until_parts(args: list[str], parts: Path, at_least: int, timeout_s: float = 120):

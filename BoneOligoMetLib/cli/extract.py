@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "features of every lesion of a cohort manifest into one table (resumable, parallel, Dask)"
 
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, help="table: .parquet (default) or .csv; parts go to OUT.parts/"
     )
     parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="local processes (1: this process)"
+        "--workers", type=_workers, default=1, metavar="N", help="local processes (1: this process)"
     )
     parser.add_argument(
         "--scheduler", metavar="ADDRESS", help="Dask distributed scheduler, e.g. tcp://host:8786"
@@ -56,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _progress_bar(total: int):
     from tqdm import tqdm
 
+    # No monitor thread: a single-threaded process forks its pool workers (extract._start_method).
+    tqdm.monitor_interval = 0
     state: dict = {}
 
     def update(fraction: float, message: str) -> None:
@@ -75,6 +88,24 @@ def _progress_bar(total: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt as stop:  # Ctrl-C: the pool has stopped; one line, exit 130
+        from BoneOligoMetLib.extract import ExtractionInterrupted, output_paths
+
+        parts = output_paths(args.out)["parts"]
+        if isinstance(stop, ExtractionInterrupted):
+            kept = f"{stop.kept} of {stop.total} lesion(s) kept in {parts}/"
+        else:
+            kept = f"finished lesions are kept in {parts}/"
+        print(
+            f"bone-oligomet extract: interrupted: {kept}; the same command again resumes",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     import os
 
     # Parallelism comes from workers; an all-core BLAS pool per process only spins (set before

@@ -10,6 +10,7 @@ NIfTI voxels are read as stored: SimpleITK's reader turns NaN and ±Inf into 0.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import math
@@ -129,6 +130,17 @@ def unusable_dicom_files(folder: PathLike, listed: set[str]) -> list[tuple[Optio
     return found
 
 
+@contextlib.contextmanager
+def itk_warnings_off():
+    """ITK's console warnings off (they bypass logging and repeat what our errors say)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
 def list_dicom_series(folder: PathLike) -> list[DicomSeries]:
     """Every DICOM series in ``folder`` and its sub-folders, with modality and description.
 
@@ -145,7 +157,9 @@ def list_dicom_series(folder: PathLike) -> list[DicomSeries]:
     for dirpath, _dirnames, _filenames in sorted(os.walk(root)):
         here: dict[str, DicomSeries] = {}
         listed: set[str] = set()
-        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(dirpath) or ():
+        with itk_warnings_off():  # "No Series were found" in every folder without DICOM
+            uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(dirpath) or ()
+        for uid in uids:
             files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(dirpath, uid))
             if not files:
                 continue
@@ -254,18 +268,15 @@ def _read_with_gdcm(files: list[str], where: object) -> tuple[sitk.ImageSeriesRe
     reader.MetaDataDictionaryArrayUpdateOn()
     # Geometry comes from slice_geometry, which reports uneven spacing itself; GDCM's warning
     # about it would only be noise on the console.
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        image = reader.Execute()
+        with itk_warnings_off():
+            image = reader.Execute()
     except RuntimeError as error:
         for path in files:  # name the file if one is cut short or unreadable
             _ds, problem = inspect_dicom_file(path, pixels=False)
             if problem:
                 raise ImageReadError(problem) from None
         raise ImageReadError(f"{where}: cannot read DICOM series: {_last_line(error)}") from None
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     return reader, image
 
 

@@ -276,3 +276,68 @@ def test_interruptions_and_failures_of_the_system_are_one_line(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert re.search(pattern, err.strip()), err
+
+
+def _other_commands(folder: Path, tmp: Path) -> list:
+    """(kind, argv, message pattern) of the other commands."""
+    ct, suv, lesions = (str(folder / f) for f in ("ct.nii.gz", "suv.nii.gz", "lesions.nii.gz"))
+    (tmp / "empty.nii.gz").write_bytes(b"")
+    (tmp / "text.nii.gz").write_text("hello")
+    single = sitk.ReadImage(suv)
+    sitk.WriteImage(sitk.JoinSeries([single, single]), str(tmp / "4d.nii.gz"))
+    zero = sitk.Image([4, 4, 4], sitk.sitkUInt8)
+    sitk.WriteImage(sitk.Compose([zero, zero, zero]), str(tmp / "rgb.nii.gz"))
+    sitk.WriteImage(zero, str(tmp / "zero.nii.gz"))
+    sitk.WriteImage(sitk.ReadImage(ct) + 1024, str(tmp / "ct_no_intercept.nii.gz"))
+    (tmp / "junk.csv").write_text("a,b\n1,2\n")
+    out = str(tmp / "out.nii.gz")
+    bq = str(folder / "pet_bqml.nii.gz")
+    empty, text, four_d, rgb, zero_mask = (
+        str(tmp / f)
+        for f in ("empty.nii.gz", "text.nii.gz", "4d.nii.gz", "rgb.nii.gz", "zero.nii.gz")
+    )
+    return [
+        ("suv: a folder without DICOM", ["suv", str(folder), "-o", out], r"no DICOM series"),
+        ("metabolic: Bq/mL as SUV", ["metabolic", "--pet", bq, "--lesions", lesions],
+         r"look like Bq/mL, not SUV"),
+        ("metabolic: empty file", ["metabolic", "--pet", suv, "--lesions", empty],
+         r"empty\.nii\.gz: cannot read"),
+        ("metabolic: text as NIfTI", ["metabolic", "--pet", suv, "--lesions", text],
+         r"text\.nii\.gz: not a readable NIfTI"),
+        ("metabolic: 4D PET", ["metabolic", "--pet", four_d, "--lesions", lesions],
+         r"4d\.nii\.gz: expected a 3D scalar image, found 4D"),
+        ("metabolic: RGB mask", ["metabolic", "--pet", suv, "--lesions", rgb],
+         r"rgb\.nii\.gz: expected a 3D scalar image, found 3D with 3"),
+        ("metabolic: empty mask", ["metabolic", "--pet", suv, "--lesions", zero_mask],
+         r"empty \(no voxel > 0\)"),
+        ("segment: CT without intercept", ["segment", "--ct", str(tmp / "ct_no_intercept.nii.gz"),
+         "--pet", suv, "--seed=0,0,0", "-o", out], r"rescale intercept dropped"),
+        ("segment: output format", ["segment", "--ct", ct, "--pet", suv, "--seed=0,0,0", "-o",
+         str(tmp / "out.txt")], r"--output .*out\.txt: cannot write this format"),
+        ("radiomics: unknown params", ["radiomics", "--image", ct, "--mask", lesions, "--params",
+         "nope"], r"no packaged parameter file 'nope'"),
+        ("extract: not a manifest", ["extract", "--manifest", str(tmp / "junk.csv"), "--out",
+         str(tmp / "f.parquet")], r"junk\.csv: missing column\(s\) patient_id"),
+        ("extract: no workers", ["extract", "--manifest", str(tmp / "junk.csv"), "--out",
+         str(tmp / "f.parquet"), "--workers", "0"], r"argument --workers"),
+        ("train: no table", ["train", "--features", str(tmp / "none.parquet"), "--out",
+         str(tmp / "run")], r"none\.parquet: no such feature table"),
+        ("phantom: no patients", ["phantom", "--patients", "0", "--out", str(tmp / "ph")],
+         r"--patients 0: give at least 1"),
+        ("classify: device typo", ["classify", "--ct", ct, "--pet", suv, "--lesions", lesions,
+         "--device", "tpu", "--out", str(tmp / "cl")], r"argument --device: .*'tpu'"),
+    ]  # fmt: skip
+
+
+def test_other_commands_refuse_in_one_line_and_write_nothing(patient, tmp_path, capfd):
+    """Read at the file descriptors: ITK's console warnings bypass Python's streams."""
+    folder, _ = patient
+    for kind, argv, pattern in _other_commands(folder, tmp_path):
+        before = set(tmp_path.rglob("*"))
+        status = _exit_status(argv)
+        err = capfd.readouterr().err
+        lines = err.strip().splitlines()
+        assert status == 2, f"{kind}: {err}"
+        assert len(lines) == 1, f"{kind}: {err}"
+        assert re.search(pattern, lines[0]), f"{kind}: {lines[0]}"
+        assert set(tmp_path.rglob("*")) == before, kind

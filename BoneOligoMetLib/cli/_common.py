@@ -23,6 +23,13 @@ def parse_point(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def parse_device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (argparse ``type=``): a typo fails at once."""
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
 def cell(value: Any, fmt: str = "") -> str:
     """A table cell: ``-`` for None, yes/no for booleans, else ``format(value, fmt)``."""
     if value is None:

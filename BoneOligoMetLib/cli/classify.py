@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from BoneOligoMetLib.cli._common import parse_point
+from BoneOligoMetLib.cli._common import parse_device, parse_point
 
 HELP = "probability of malignancy of every lesion (model bundle; default: the synthetic demo)"
 OUTPUTS = {"out": "folder"}
@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--ras", action="store_true", help="--liver-seed is Slicer RAS, not LPS")
     parser.add_argument("--model", metavar="DIR", help="model bundle (default: the demo bundle)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument(
+        "--device", type=parse_device, default="auto", help="auto (CUDA if present), cpu, cuda[:N]"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--no-png", action="store_true", help="no fused PET/CT snapshots")
 

@@ -33,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
     import csv
     from pathlib import Path
 
+    from BoneOligoMetLib.errors import BoneOligoMetError
     from BoneOligoMetLib.phantom import generate_cohort
 
     if args.patients < 1:
-        raise SystemExit("bone-oligomet phantom: error: --patients must be ≥ 1")
+        raise BoneOligoMetError(f"--patients {args.patients}: give at least 1")
     manifest = generate_cohort(
         args.patients,
         args.seed,

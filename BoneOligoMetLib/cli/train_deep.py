@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from BoneOligoMetLib.cli._common import parse_device
+
 HELP = "train the BasicNet deep-feature networks (CT, PET) on a cohort manifest"
 OUTPUTS = {"out": "folder"}
 
@@ -35,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--split-seed", type=int, default=0, metavar="S")
     parser.add_argument("--init", metavar="PATH", help="start from these weights (transfer)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument(
+        "--device", type=parse_device, default="auto", help="auto (CUDA if present), cpu, cuda[:N]"
+    )
     parser.add_argument("--half", action="store_true", help="save float16 weights")
     parser.add_argument(
         "--patch-workers", type=int, default=1, metavar="N", help="processes cutting patches"

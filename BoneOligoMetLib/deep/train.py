@@ -47,9 +47,12 @@ def select_device(device: Optional[str] = None):
 
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: no CUDA device is available here (use cpu or auto)")
-    return torch.device(device)
+    text = str(device)
+    if not (text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())):
+        raise TrainingError(f"device {text!r}: choose auto, cpu, cuda or cuda:N")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device {text}: no CUDA device is available here (use cpu or auto)")
+    return torch.device(text)
 
 
 def seed_everything(seed: int) -> None:

@@ -15,9 +15,10 @@ key, a category the model never saw or a number outside its training range is an
 the allowed values. A clinical number the model needs and nobody gave is an error naming it;
 ``bone_change`` defaults to the lesion's CT appearance (:func:`bone_change_from_hu`).
 
-The model was trained on bone lesions: a lesion mostly outside bone (more than
-:data:`OUTSIDE_DOMAIN_FRACTION` of its volume, e.g. a soft-tissue tumour) gets no probability;
-its row says :data:`OUTSIDE_DOMAIN` in the probability's place, with the reason in ``domain``.
+The model was trained on bone lesions: a lesion that the ROI rules find is not one (mostly
+outside bone and away from it, e.g. a soft-tissue tumour: :class:`~.roi_rules.RuleConfig`'s
+``not_bone_*``) gets no probability; its row says :data:`OUTSIDE_DOMAIN` in the probability's
+place, with the reason in ``domain``.
 """
 
 from __future__ import annotations
@@ -52,8 +53,6 @@ Progress = Callable[[float, str], None]
 # (DESIGN.md's typical appearances: lytic 30–150 HU, sclerotic 400–1200, mixed in between).
 LYTIC_BELOW_HU = 200.0
 BLASTIC_ABOVE_HU = 450.0
-# Above this fraction of its volume outside bone a lesion is outside the model's domain.
-OUTSIDE_DOMAIN_FRACTION = 0.5
 OUTSIDE_DOMAIN = "outside model domain"
 # Plausible limits of clinical numbers a bundle saved without training ranges is checked against.
 PLAUSIBLE_CLINICAL = {"clin_age": (0.0, 120.0)}  # years
@@ -248,12 +247,8 @@ def classify_case(
         column = RULE_COLUMNS.get(check.rule)
         if column and check.lesion in flags:
             flags[check.lesion][column] = check.status
-        if (
-            check.rule == "outside_bone"
-            and check.value is not None
-            and check.value > OUTSIDE_DOMAIN_FRACTION
-        ):
-            domains[check.lesion] = f"{check.value:.0%} of the lesion outside bone"
+        if check.rule == "outside_bone" and check.status == "fail":  # not a bone lesion
+            domains[check.lesion] = check.message
     deep_rows: dict[int, dict[str, float]] = {}
     if bundle.deep is not None:
         report(0.15, "deep features")

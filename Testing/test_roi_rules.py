@@ -186,15 +186,21 @@ def test_more_than_five_lesions_warns():
     assert "not oligometastatic" in check.message
 
 
-def test_outside_bone_warns_for_a_soft_tissue_roi():
-    case = bone_case()
+def test_outside_bone_warns_beside_bone_and_fails_away_from_it():
+    """Soft tissue abutting the bone is a warning (a lytic lesion's soft-tissue part looks so);
+    a ROI whose voxels lie over 10 mm from any bone is not a bone lesion at all."""
+    case = bone_case()  # bone up to x = 99 (1 mm voxels in x)
     labels = np.zeros(sitk.GetArrayViewFromImage(case.ct).shape, dtype=np.uint8)
-    labels[5:10, 35:45, 125:132] = 1  # soft tissue beside the bone
+    labels[5:10, 35:45, 101:108] = 1  # soft tissue beside the bone
+    labels[5:10, 35:45, 125:132] = 2  # 26 mm away from it
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(case.ct)
-    check = by_rule(check_lesions(case.ct, case.pet, image))[(1, "outside_bone")]
-    assert check.value == 1.0
-    assert check.status == "warn"
+    checks = by_rule(check_lesions(case.ct, case.pet, image))
+    beside, away = checks[(1, "outside_bone")], checks[(2, "outside_bone")]
+    assert beside.value == away.value == 1.0
+    assert beside.status == "warn"
+    assert away.status == "fail"
+    assert away.message == "100% of the mask outside bone, no bone near it: not a bone lesion"
 
 
 def test_lesions_must_lie_on_the_ct_grid():

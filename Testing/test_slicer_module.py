@@ -362,7 +362,7 @@ def test_worker_classifies_a_synthetic_patient(tmp_path):
         "ct": "ct.nrrd",
         "suv": "suv.nrrd",
         "lesions": "lesions.nrrd",
-        "clinical": {"age": 61, "subtype": "HR+", "site": {"1": "spine"}},
+        "clinical": {"age": 61, "subtype": "HR+", "site": {"1": "vertebrae"}},
         "bundle": None,
         "liver_seed_lps_mm": list(patient.liver_seed_lps_mm),
         "device": "cpu",

@@ -6,7 +6,8 @@ grown by the study's SUV >= 2.2 rule, the ROI-rule checks with "include part") -
 classification -> results (table, probability overlay with a colour legend) -> .nii.gz export.
 
 The Widget maps each button to one Logic call inside ``slicer.util.tryWithErrorDisplay``; the Logic
-converts MRML nodes to and from SimpleITK images (RAS/LPS only through ``BoneOligoMetLib.coords``)
+converts MRML nodes to and from SimpleITK images (RAS/LPS only through
+``BoneOligoMetLib.io.coords``)
 and calls the library. Nothing clinical or numerical lives here.
 
 Classification runs in a background process (``Resources/Scripts/classify_worker.py`` under
@@ -404,14 +405,14 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def imageFromVolumeNode(volumeNode):
         """A SimpleITK image (LPS geometry) holding a copy of the volume node's voxels."""
-        from BoneOligoMetLib.coords import image_from_array
+        from BoneOligoMetLib.io.coords import image_from_array
 
         return image_from_array(slicer.util.arrayFromVolume(volumeNode), _ijkToRas(volumeNode))
 
     @staticmethod
     def volumeNodeFromImage(image, name, labelMap=False, node=None):
         """``image`` at its physical place in a new volume node, or replacing ``node``'s voxels."""
-        from BoneOligoMetLib.coords import array_from_image
+        from BoneOligoMetLib.io.coords import array_from_image
 
         array, ijkToRas = array_from_image(image)
         if node is None:
@@ -431,7 +432,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
     def _liverLps(self, parameterNode):
         """The liver reference point (LPS mm), or None when none is placed."""
-        from BoneOligoMetLib.coords import ras_to_lps
+        from BoneOligoMetLib.io.coords import ras_to_lps
 
         points = parameterNode.liverPoint
         if points is None or points.GetNumberOfControlPoints() == 0:
@@ -441,13 +442,13 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
     # --- inputs ----------------------------------------------------------------------------
 
     def loadSyntheticPatient(self, parameterNode, seed=SAMPLE_SEED, showResult=True):
-        """A synthetic PET/CT patient (BoneOligoMetLib.phantom) as CT, SUV, liver and seed points.
+        """A synthetic PET/CT patient (BoneOligoMetLib.synthetic.phantom): CT, SUV, liver, seeds.
 
         The lesion seeds are the generator's lesion centres; the clinical table starts with the
         generator's site and bone change of each lesion.
         """
-        from BoneOligoMetLib.coords import lps_to_ras, lps_to_ras_points
-        from BoneOligoMetLib.phantom import generate_patient
+        from BoneOligoMetLib.io.coords import lps_to_ras, lps_to_ras_points
+        from BoneOligoMetLib.synthetic.phantom import generate_patient
 
         patient = generate_patient(seed, "small", lesion_types=list(SAMPLE_LESIONS))
         name = f"{patient.patient_id} synthetic"
@@ -483,7 +484,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
     def loadPetDicomAsSuv(self, parameterNode, folder) -> str:
         """A PET DICOM series as an SUVbw volume (header values, or the panel's overrides)."""
-        from BoneOligoMetLib.suv import pet_dicom_to_suv
+        from BoneOligoMetLib.io.suv import pet_dicom_to_suv
 
         image, parameters = pet_dicom_to_suv(
             folder,
@@ -584,13 +585,13 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         return segment.GetName() if segment is not None else segmentId
 
     def segmentFromSeeds(self, parameterNode):
-        """One segment per seed point: SUV >= 2.2 grown within bone (BoneOligoMetLib.segmentation).
+        """One segment per seed point: SUV >= 2.2 grown within bone (lesions.segment).
 
         Segments this tool made before are replaced, so moving a seed and growing again updates
         them; hand-drawn segments are kept. Returns a message per seed that grew nothing.
         """
-        from BoneOligoMetLib.coords import ras_to_lps_points
-        from BoneOligoMetLib.segmentation import segment_lesions
+        from BoneOligoMetLib.io.coords import ras_to_lps_points
+        from BoneOligoMetLib.lesions.segment import segment_lesions
 
         seeds = parameterNode.seedPoints
         if seeds is None or seeds.GetNumberOfControlPoints() == 0:
@@ -621,8 +622,8 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         return problems
 
     def checkRules(self, parameterNode):
-        """The study's ROI rules per lesion (BoneOligoMetLib.roi_rules) into the rule table."""
-        from BoneOligoMetLib.roi_rules import assess_lesions
+        """The study's ROI rules per lesion (BoneOligoMetLib.lesions.rules) into the rule table."""
+        from BoneOligoMetLib.lesions.rules import assess_lesions
 
         ct, suv = self._images(parameterNode)
         lesions, segmentIds = self.lesionImage(parameterNode)
@@ -653,7 +654,8 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         ``segmentName`` picks one lesion; None (or the patient row) = every lesion. Parts of
         10 % or less stay out.
         """
-        from BoneOligoMetLib.roi_rules import assess_lesions, include_parts
+        from BoneOligoMetLib.lesions.parts import include_parts
+        from BoneOligoMetLib.lesions.rules import assess_lesions
 
         if segmentName == PATIENT_ROW:
             segmentName = None
@@ -722,7 +724,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         one classify_case applies when none is given); the site is the reader's to type."""
         from BoneOligoMetLib.classify import bone_change_from_hu
         from BoneOligoMetLib.errors import BoneOligoMetError
-        from BoneOligoMetLib.metabolic import metabolic_table
+        from BoneOligoMetLib.lesions.metabolic import metabolic_table
 
         ct, suv = self._images(parameterNode)
         lesions, _segmentIds = self.lesionImage(parameterNode)
@@ -792,7 +794,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
         ``onCompleted(job)`` is called on the GUI thread; pass the job to finishClassification.
         """
-        from BoneOligoMetLib.image_io import write_image
+        from BoneOligoMetLib.io.images import write_image
 
         ct, suv, lesions, segmentIds, job = self._classificationInputs(parameterNode)
         folder = slicer.util.tempDirectory("BoneOligoMet-classify-")
@@ -806,7 +808,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
     def finishClassification(self, parameterNode, job):
         """Shows a finished job's results; None when it was cancelled, an error when it failed."""
-        from BoneOligoMetLib.image_io import read_image
+        from BoneOligoMetLib.io.images import read_image
 
         try:
             if job.cancelled:
@@ -905,7 +907,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         asked, ct.nii.gz, suv.nii.gz, probability.nii.gz, and the panel's tables as CSV
         (results.csv with classification.json, rules.csv, clinical.csv).
         """
-        from BoneOligoMetLib.image_io import write_image
+        from BoneOligoMetLib.io.images import write_image
 
         folder = parameterNode.exportFolder
         if not folder or parameterNode.ctVolume is None:
@@ -1071,7 +1073,7 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from BoneOligoMetLib.image_io import read_image
+        from BoneOligoMetLib.io.images import read_image
 
         registerSampleData()
         sources = slicer.modules.sampleDataSources["BoneOligoMet"]
@@ -1149,6 +1151,6 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
 
 def _arrayOf(image):
     """Voxels of a SimpleITK image (the self-test's checks; the module itself does no numerics)."""
-    from BoneOligoMetLib.coords import array_from_image
+    from BoneOligoMetLib.io.coords import array_from_image
 
     return array_from_image(image)[0]

@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m BoneOligoMetLib.demo --out $(DEMO_OUT)
+	$(BIN)/python -m BoneOligoMetLib.cli.demo --out $(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,3 +7,7 @@ The library never imports ``slicer``/``qt``/``vtk`` and never configures logging
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from BoneOligoMetLib import _compat
+
+_compat.install()  # the 0.1 module paths (model bundles, scripts) as aliases of their new homes

@@ -27,13 +27,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
 
-from BoneOligoMetLib.bundle import Bundle, BundleError, default_bundle_path, load_bundle
-from BoneOligoMetLib.errors import did_you_mean
+from BoneOligoMetLib.deep.infer import select_device
+from BoneOligoMetLib.errors import BundleError, Progress, did_you_mean
+from BoneOligoMetLib.features.row import lesion_features, prepare_case
+from BoneOligoMetLib.image.geometry import same_grid
+from BoneOligoMetLib.lesions.rules import assess_lesions
+from BoneOligoMetLib.models.bundle import Bundle, default_bundle_path, load_bundle
 
 __all__ = [
     "OUTSIDE_DOMAIN",
@@ -48,7 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 # Lesion HU mean below which the bone change reads as osteolytic, above which osteogenic
 # (DESIGN.md's typical appearances: lytic 30–150 HU, sclerotic 400–1200, mixed in between).
 LYTIC_BELOW_HU = 200.0
@@ -178,7 +181,6 @@ def _clinical_for(clinical: Mapping[str, Any], label: int) -> dict[str, Any]:
 
 def probability_overlay(lesions: sitk.Image, ct: sitk.Image, probabilities: Mapping[int, float]):
     """A float32 image on the CT grid whose lesion voxels hold their lesion's probability."""
-    from BoneOligoMetLib.geometry import same_grid
 
     if not same_grid(lesions, ct):
         lesions = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
@@ -207,10 +209,6 @@ def classify_case(
     """Classify every lesion of ``lesions`` (a label image, usually on the CT grid); CT in HU,
     PET in SUV. ``bundle``: a loaded :class:`~.bundle.Bundle`, a bundle folder, or None for the
     packaged synthetic demo bundle."""
-    from BoneOligoMetLib.deep.train import select_device
-    from BoneOligoMetLib.features import lesion_features, prepare_case
-    from BoneOligoMetLib.geometry import same_grid
-    from BoneOligoMetLib.roi_rules import assess_lesions
 
     def report(fraction: float, message: str) -> None:
         if progress is not None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BoneOligoMetLib.agreement import (
+from BoneOligoMetLib.errors import BoneOligoMetError, GeometryError, MaskError
+from BoneOligoMetLib.lesions.agreement import (
     compare_masks,
     dice,
     feature_icc,
@@ -17,7 +18,6 @@ from BoneOligoMetLib.agreement import (
     stable_features,
     volume_difference,
 )
-from BoneOligoMetLib.errors import BoneOligoMetError, GeometryError, MaskError
 
 # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges.
 SHROUT_FLEISS = [
@@ -158,7 +158,7 @@ def test_feature_icc_per_column_and_stable_features():
 
 
 def test_feature_icc_on_metabolic_rows_of_three_readers_masks():
-    from BoneOligoMetLib.metabolic import metabolic_table
+    from BoneOligoMetLib.lesions.metabolic import metabolic_table
 
     spacing = (2.0, 2.0, 2.0)
     size = 40

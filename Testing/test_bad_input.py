@@ -19,11 +19,12 @@ import SimpleITK as sitk
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
-from BoneOligoMetLib.bundle import BundleError, default_bundle_path, load_bundle, save_bundle
 from BoneOligoMetLib.classify import OUTSIDE_DOMAIN, check_clinical
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.feature_table import TableEncoder
-from BoneOligoMetLib.features import ExtractionConfig
+from BoneOligoMetLib.errors import BundleError
+from BoneOligoMetLib.features.config import ExtractionConfig
+from BoneOligoMetLib.models.bundle import default_bundle_path, load_bundle, save_bundle
+from BoneOligoMetLib.models.table import TableEncoder
 
 SCHEMA = ["met_suv_max", "met_mtv_ml", "clin_age", "clin_subtype"]
 SUBTYPES = ["HER2+", "HR+", "triple-negative"]
@@ -32,7 +33,7 @@ SUBTYPES = ["HER2+", "HR+", "triple-negative"]
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory):
     """A one-lesion synthetic patient: CT, SUV, lesion labels, liver seed (LPS mm)."""
-    from BoneOligoMetLib.phantom import generate_cohort
+    from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
     root = tmp_path_factory.mktemp("bad_input")
     generate_cohort(1, seed=41, out_dir=root, workers=1)

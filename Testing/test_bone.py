@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BoneOligoMetLib.bone import (
+from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.image.bone import (
     BoneConfig,
     bone_mask,
     bone_search_mask,
@@ -19,7 +20,6 @@ from BoneOligoMetLib.bone import (
     physical_points,
     radius_in_voxels,
 )
-from BoneOligoMetLib.errors import BoneOligoMetError
 
 
 def image(array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None):

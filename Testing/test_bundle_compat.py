@@ -11,16 +11,12 @@ import zipfile
 
 import pytest
 
-from BoneOligoMetLib import bundle as bundle_module
-from BoneOligoMetLib.bundle import (
-    BundleError,
-    _load_pipeline,
-    default_bundle_path,
-    load_bundle,
-    moved_features,
-)
-from BoneOligoMetLib.features import ExtractionConfig
-from BoneOligoMetLib.store import file_sha256
+from BoneOligoMetLib.errors import BundleError
+from BoneOligoMetLib.features.config import ExtractionConfig
+from BoneOligoMetLib.io.files import file_sha256
+from BoneOligoMetLib.models import reference as reference_module
+from BoneOligoMetLib.models.bundle import _load_pipeline, default_bundle_path, load_bundle
+from BoneOligoMetLib.models.reference import moved_features
 
 SLICER_RADIOMICS = "3.1.0.dev12+gabcdef"  # how a SlicerRadiomics build of a later commit reports
 # The parameter digests of the demo bundle as saved before reference cases existed (they mixed
@@ -44,13 +40,13 @@ def cache(tmp_path, monkeypatch):
 def recomputed(monkeypatch):
     """Counts the reference case's recomputations."""
     calls = []
-    original = bundle_module.reference_values
+    original = reference_module.reference_values
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(bundle_module, "reference_values", counting)
+    monkeypatch.setattr(reference_module, "reference_values", counting)
     return calls
 
 
@@ -74,9 +70,9 @@ def test_demo_bundle_classifies_with_other_reported_versions(monkeypatch, cache,
     import radiomics
 
     import BoneOligoMetLib
-    from BoneOligoMetLib import features
     from BoneOligoMetLib.classify import classify_case
-    from BoneOligoMetLib.phantom import generate_patient
+    from BoneOligoMetLib.features import config as features
+    from BoneOligoMetLib.synthetic.phantom import generate_patient
 
     monkeypatch.setattr(radiomics, "__version__", SLICER_RADIOMICS)
     monkeypatch.setattr(BoneOligoMetLib, "__version__", "0.2.0")
@@ -172,7 +168,7 @@ def test_a_bundle_saved_before_reference_cases_still_loads(tmp_path, monkeypatch
     manifest = _old_style(folder)
     _rewrite(folder, manifest)
     monkeypatch.setattr(radiomics, "__version__", SLICER_RADIOMICS)  # judged by what it recorded
-    with caplog.at_level(logging.WARNING, logger="BoneOligoMetLib.bundle"):
+    with caplog.at_level(logging.WARNING, logger="BoneOligoMetLib.models.bundle"):
         bundle = load_bundle(folder)
     assert bundle.deep is not None
     assert "no reference case in the bundle" in caplog.text
@@ -185,7 +181,7 @@ def test_a_bundle_saved_before_reference_cases_still_loads(tmp_path, monkeypatch
 def test_settings_digests_hold_parameters_only(monkeypatch):
     import radiomics
 
-    from BoneOligoMetLib.features import ExtractionConfig
+    from BoneOligoMetLib.features.config import ExtractionConfig
 
     config = ExtractionConfig()
     settings = {g: config.settings_digest(g) for g in config.groups}
@@ -233,7 +229,7 @@ def test_saving_with_networks_writes_the_reference_values_again(tmp_path):
     import numpy as np
     from sklearn.dummy import DummyClassifier
 
-    from BoneOligoMetLib.bundle import save_bundle
+    from BoneOligoMetLib.models.bundle import save_bundle
 
     manifest = _manifest(default_bundle_path())
     schema = manifest["feature_schema"]

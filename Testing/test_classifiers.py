@@ -11,19 +11,19 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_score
 
-from BoneOligoMetLib.classifiers import (
+from BoneOligoMetLib.errors import ClassifierError
+from BoneOligoMetLib.lesions.metabolic import LesionMetabolics
+from BoneOligoMetLib.models.classifiers import (
     CLASSIFIERS,
     DISPLAY_NAMES,
     LIVER_COLUMN,
     STUDY_CLASSIFIERS,
     SUV_MAX_COLUMN,
-    ClassifierError,
     SuvmaxLiverBaseline,
     classifier_key,
     display_name,
     make_classifier,
 )
-from BoneOligoMetLib.metabolic import LesionMetabolics
 
 
 @pytest.fixture(scope="module")

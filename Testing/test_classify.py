@@ -11,10 +11,12 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from BoneOligoMetLib.bundle import SYNTHETIC_WARNING, BundleError, load_bundle, save_bundle
 from BoneOligoMetLib.classify import bone_change_from_hu, classify_case, probability_overlay
-from BoneOligoMetLib.features import ExtractionConfig, case_features
-from BoneOligoMetLib.manifest import read_manifest
+from BoneOligoMetLib.errors import BundleError
+from BoneOligoMetLib.features.config import ExtractionConfig
+from BoneOligoMetLib.features.row import case_features
+from BoneOligoMetLib.io.manifest import read_manifest
+from BoneOligoMetLib.models.bundle import SYNTHETIC_WARNING, load_bundle, save_bundle
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +27,7 @@ def _cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from BoneOligoMetLib.phantom import generate_cohort
+    from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
     return generate_cohort(4, seed=41, out_dir=tmp_path_factory.mktemp("classify"), workers=2)
 
@@ -141,7 +143,7 @@ def test_bundle_refuses_altered_or_mismatched_content(trained, tmp_path):
 def test_bundle_refuses_types_outside_the_allow_list(tmp_path):
     import skops.io as sio
 
-    from BoneOligoMetLib.bundle import _load_pipeline
+    from BoneOligoMetLib.models.bundle import _load_pipeline
 
     path = tmp_path / "evil.skops"
     sio.dump({"f": json.loads}, path)  # a function of a module not on the list
@@ -165,8 +167,8 @@ def test_bone_change_and_overlay_helpers():
 
 
 def test_packaged_demo_bundle_is_current_and_marked_synthetic():
-    from BoneOligoMetLib import demo_bundle
-    from BoneOligoMetLib.bundle import default_bundle_path
+    from BoneOligoMetLib.models.bundle import default_bundle_path
+    from BoneOligoMetLib.synthetic import demo_bundle
 
     assert demo_bundle.main(["--check"]) == 0  # built from the current recipe and parameters
     bundle = load_bundle(default_bundle_path())
@@ -179,7 +181,7 @@ def test_packaged_demo_bundle_is_current_and_marked_synthetic():
 
 
 def test_demo_bundle_missing_clinical_values():
-    from BoneOligoMetLib.phantom import generate_patient
+    from BoneOligoMetLib.synthetic.phantom import generate_patient
 
     patient = generate_patient(5, "small", n_lesions=1)
     images = (patient.ct, patient.suv, patient.lesion_labels)

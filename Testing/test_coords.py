@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BoneOligoMetLib import coords
+from BoneOligoMetLib.io import coords
 
 
 def _oblique_image() -> sitk.Image:

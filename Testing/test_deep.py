@@ -9,19 +9,21 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from BoneOligoMetLib.deep.config import DeepConfig, DeepConfigError, PatchConfig, preset
+from BoneOligoMetLib.deep.config import DeepConfig, PatchConfig, preset
 from BoneOligoMetLib.deep.data import PatchSet
-from BoneOligoMetLib.deep.model_io import ModelFileError, load_network, save_network
-from BoneOligoMetLib.deep.network import (
-    ArchitectureError,
-    BasicNet,
-    build_network,
-    count_parameters,
-)
+from BoneOligoMetLib.deep.infer import run_batches, run_features
+from BoneOligoMetLib.deep.model_io import load_network, save_network
+from BoneOligoMetLib.deep.network import BasicNet, build_network, count_parameters
 from BoneOligoMetLib.deep.patches import lesion_patches
-from BoneOligoMetLib.deep.train import binary_metrics, run_batches, run_features, train_network
-from BoneOligoMetLib.errors import UnitsError
-from BoneOligoMetLib.splits import SplitError, patient_folds, patient_split
+from BoneOligoMetLib.deep.train import binary_metrics, train_network
+from BoneOligoMetLib.errors import (
+    ArchitectureError,
+    DeepConfigError,
+    ModelFileError,
+    SplitError,
+    UnitsError,
+)
+from BoneOligoMetLib.models.splits import patient_folds, patient_split
 
 
 @pytest.fixture(autouse=True)
@@ -282,7 +284,7 @@ def test_half_precision_bundle_and_shape_mismatch(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_cohort(tmp_path_factory):
-    from BoneOligoMetLib.phantom import generate_cohort
+    from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
     return generate_cohort(12, seed=31, out_dir=tmp_path_factory.mktemp("deep_cohort"), workers=2)
 
@@ -290,7 +292,7 @@ def small_cohort(tmp_path_factory):
 def test_train_deep_command_and_deep_features(small_cohort, tmp_path, capsys):
     from BoneOligoMetLib.cli import main
     from BoneOligoMetLib.deep.features import DeepFeatureExtractor
-    from BoneOligoMetLib.manifest import read_manifest
+    from BoneOligoMetLib.io.manifest import read_manifest
 
     out = tmp_path / "deep"
     code = main([
@@ -328,7 +330,7 @@ def test_train_deep_command_and_deep_features(small_cohort, tmp_path, capsys):
     assert again[label] == rows[label]  # reloaded networks: identical features
 
     # the cohort machinery: extract --deep adds the dl_* columns, resumably
-    from BoneOligoMetLib.store import read_table
+    from BoneOligoMetLib.io.tables import read_table
 
     table = tmp_path / "features.csv"
     args = ["extract", "--manifest", str(small_cohort), "--out", str(table), "--images", "pet",

@@ -6,7 +6,7 @@ import csv
 
 import SimpleITK as sitk
 
-from BoneOligoMetLib import demo
+from BoneOligoMetLib.cli import demo
 
 
 def test_demo_writes_every_output_and_reads_suv_back(tmp_path, capsys):

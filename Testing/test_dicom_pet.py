@@ -11,8 +11,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from BoneOligoMetLib.dicom_pet import PET_IMAGE_STORAGE, write_pet_series
-from BoneOligoMetLib.dicom_tags import (
+from BoneOligoMetLib.io.dicom_tags import (
     GE_PRIVATE_CREATOR,
     PHILIPS_PRIVATE_CREATOR,
     average_count_time_s,
@@ -21,6 +20,7 @@ from BoneOligoMetLib.dicom_tags import (
     parse_dicom_time,
     private_text,
 )
+from BoneOligoMetLib.synthetic.dicom_pet import PET_IMAGE_STORAGE, write_pet_series
 
 INJECTION = dt.datetime(2024, 3, 1, 9, 0, 0)
 SERIES = dt.datetime(2024, 3, 1, 10, 0, 0)

@@ -19,14 +19,16 @@ import pytest
 import SimpleITK as sitk
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.errors import BoneOligoMetError
-from BoneOligoMetLib.extract import ExtractionInterrupted, extract_cohort, output_paths
-from BoneOligoMetLib.features import ExtractionConfig, lesion_features, prepare_case
-from BoneOligoMetLib.image_io import read_image, write_image
-from BoneOligoMetLib.manifest import ManifestError, read_manifest
-from BoneOligoMetLib.phantom import generate_cohort
-from BoneOligoMetLib.radiomics import params_path
-from BoneOligoMetLib.store import read_table, remove_temporaries, write_table
+from BoneOligoMetLib.errors import BoneOligoMetError, ExtractionInterrupted, ManifestError
+from BoneOligoMetLib.features.cohort import extract_cohort, output_paths
+from BoneOligoMetLib.features.config import ExtractionConfig
+from BoneOligoMetLib.features.radiomics_params import params_path
+from BoneOligoMetLib.features.row import lesion_features, prepare_case
+from BoneOligoMetLib.io.files import remove_temporaries
+from BoneOligoMetLib.io.images import read_image, write_image
+from BoneOligoMetLib.io.manifest import read_manifest
+from BoneOligoMetLib.io.tables import read_table, write_table
+from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
 GROUP_PREFIXES = ("met_", "ct_", "pet_", "petct_")
 
@@ -157,8 +159,8 @@ def test_a_bad_case_is_recorded_and_the_run_goes_on(cohort, tmp_path):
 def test_bad_voxels_fail_their_lesion_and_wrong_units_their_case(cohort, tmp_path):
     """A NaN in one lesion's PET crop (in a slice the whole-image unit sample skips) fails that
     lesion with its name; a PET in Bq/mL fails every lesion of its case; the rest goes on."""
-    from BoneOligoMetLib.geometry import label_regions
-    from BoneOligoMetLib.units import sample_slices
+    from BoneOligoMetLib.image.labels import label_regions
+    from BoneOligoMetLib.image.units import sample_slices
 
     rows = _absolute(_manifest_rows(cohort), cohort.parent)
     second = [r for r in rows if r["patient_id"] == "BOM0002"]
@@ -347,7 +349,7 @@ def test_workers_below_one_are_refused(cohort, tmp_path, capsys, workers):
 
 def _refused(cohort, out: Path, capsys, monkeypatch) -> str:
     """The command's one-line error for ``--out out``, checked to come before any computing."""
-    import BoneOligoMetLib.extract as extract
+    import BoneOligoMetLib.features.cohort as extract
 
     def no_computing(*args, **kwargs):
         raise AssertionError("computed before the output was checked")

@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil  # a dependency of dask distributed
 import pytest
 
-from BoneOligoMetLib.extract import extract_cohort, output_paths
-from BoneOligoMetLib.phantom import generate_cohort
+from BoneOligoMetLib.features.cohort import extract_cohort, output_paths
+from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals and process groups")
 
@@ -38,8 +38,8 @@ def _start(args: list[str], stderr: Path, start_method: str = "") -> subprocess.
     forces the pool's (the CLI picks fork when single-threaded, spawn otherwise)."""
     if start_method:
         code = (
-            "import sys, BoneOligoMetLib.extract as extract\n"
-            f"extract._start_method = lambda: {start_method!r}\n"
+            "import sys, BoneOligoMetLib.features.pool as pool\n"
+            f"pool._start_method = lambda: {start_method!r}\n"
             "from BoneOligoMetLib.cli import main\n"
             "sys.exit(main(sys.argv[1:]))\n"
         )
@@ -185,7 +185,7 @@ def test_without_the_parent_death_signal_a_thread_watches_the_parent():
     after its parent is killed, and not before."""
     code = (
         "import multiprocessing, os, time\n"
-        "from BoneOligoMetLib.extract import _start_parent_watch\n"
+        "from BoneOligoMetLib.features.pool import _start_parent_watch\n"
         "def child(parent_pid):\n"
         "    _start_parent_watch(parent_pid, interval_s=0.05)\n"
         "    time.sleep(60)\n"
@@ -209,7 +209,7 @@ def test_without_the_parent_death_signal_a_thread_watches_the_parent():
 
 
 def _arm(parent_pid: int) -> None:
-    from BoneOligoMetLib.extract import _arm_parent_death_signal
+    from BoneOligoMetLib.features.pool import _arm_parent_death_signal
 
     assert _arm_parent_death_signal(parent_pid)
 

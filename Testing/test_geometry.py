@@ -7,8 +7,9 @@ import pytest
 import SimpleITK as sitk
 from conftest import make_image
 
-from BoneOligoMetLib import geometry
 from BoneOligoMetLib.errors import GeometryError, MaskError
+from BoneOligoMetLib.image import geometry
+from BoneOligoMetLib.image import labels as label_images
 
 
 def test_physical_bounds_include_voxel_edges():
@@ -115,14 +116,14 @@ def test_mask_labels_and_binary_mask():
     labels[0, 0, 0] = 1
     labels[3, 3, 3] = 2
     mask = make_image(labels)
-    assert geometry.mask_labels(mask) == [1, 2]
-    second = geometry.binary_mask(mask, 2)
+    assert label_images.mask_labels(mask) == [1, 2]
+    second = label_images.binary_mask(mask, 2)
     assert sitk.GetArrayViewFromImage(second).sum() == 1
     assert second[3, 3, 3] == 1
     with pytest.raises(MaskError, match="holds 2 labels"):
-        geometry.binary_mask(mask)
+        label_images.binary_mask(mask)
     with pytest.raises(MaskError, match="label 5 not found"):
-        geometry.binary_mask(mask, 5)
+        label_images.binary_mask(mask, 5)
 
 
 @pytest.mark.parametrize(
@@ -136,7 +137,7 @@ def test_mask_labels_and_binary_mask():
 )
 def test_bad_masks_are_refused(values, message):
     with pytest.raises(MaskError, match=message):
-        geometry.mask_labels(make_image(values), "lesion.nii.gz")
+        label_images.mask_labels(make_image(values), "lesion.nii.gz")
 
 
 # --- label_regions: every lesion's box from one pass --------------------------------------------
@@ -163,7 +164,7 @@ def test_label_regions_equal_shape_statistics(dtype):
             z, y, x = (int(rng.integers(0, n)) for n in shape)
             labels[z : z + 3, y : y + 2, x] = rng.integers(1, 5)
         image = make_image(labels)
-        assert geometry.label_regions(image) == _shape_statistics_regions(image)
+        assert label_images.label_regions(image) == _shape_statistics_regions(image)
 
 
 def test_label_regions_of_lesions_sharing_slices_far_apart():
@@ -175,7 +176,7 @@ def test_label_regions_of_lesions_sharing_slices_far_apart():
     labels[9, 20, 25] = 1
     labels[4, 3, 45] = 3
     image = make_image(labels)
-    regions = geometry.label_regions(image)
+    regions = label_images.label_regions(image)
     assert regions == _shape_statistics_regions(image)
     assert regions[1] == geometry.Region((3, 2, 3), (23, 19, 7), (50, 40, 12))
 
@@ -185,7 +186,7 @@ def test_label_regions_with_large_label_values():
     labels[1, 2, 3] = 70000
     labels[2:4, 0, 0] = 5
     image = make_image(labels)
-    assert geometry.label_regions(image) == _shape_statistics_regions(image)
+    assert label_images.label_regions(image) == _shape_statistics_regions(image)
 
 
 @pytest.mark.parametrize(
@@ -203,16 +204,16 @@ def test_label_regions_refuses_bad_values_anywhere(value, message):
     labels[5:8, 5:8, 5:8] = 1
     labels[25, 17, 2] = value
     with pytest.raises(MaskError, match=f"lesions.nii.gz: .*{message}"):
-        geometry.label_regions(make_image(labels), "lesions.nii.gz")
+        label_images.label_regions(make_image(labels), "lesions.nii.gz")
 
 
 def test_label_regions_empty_and_negative_zero():
     labels = np.zeros((6, 6, 6), np.float32)
     with pytest.raises(MaskError, match=r"lesions\.nii\.gz: empty"):
-        geometry.label_regions(make_image(labels), "lesions.nii.gz")
+        label_images.label_regions(make_image(labels), "lesions.nii.gz")
     labels[2, 2, 2] = -0.0  # a zero, whatever its sign bit
     with pytest.raises(MaskError, match="empty"):
-        geometry.label_regions(make_image(labels), "lesions.nii.gz")
+        label_images.label_regions(make_image(labels), "lesions.nii.gz")
 
 
 def test_mask_physical_bounds_is_the_box_of_every_voxel_corner():

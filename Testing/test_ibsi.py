@@ -27,8 +27,9 @@ from typing import Callable, Union
 import pytest
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.image_io import read_image
-from BoneOligoMetLib.radiomics import extract_image_features, load_params
+from BoneOligoMetLib.features.radiomics import extract_image_features
+from BoneOligoMetLib.features.radiomics_params import load_params
+from BoneOligoMetLib.io.images import read_image
 
 # Aggregations as overrides of the packaged file (merged, then validated like any params file).
 CONFIGS = {

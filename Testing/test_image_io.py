@@ -14,8 +14,8 @@ from conftest import make_image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from BoneOligoMetLib import image_io
 from BoneOligoMetLib.errors import ImageReadError
+from BoneOligoMetLib.io import images as image_io
 
 SPACING = (0.98, 1.1, 3.27)  # x ≠ y: catches a swapped PixelSpacing
 ORIGIN = (-120.0, -80.5, -400.0)
@@ -209,7 +209,7 @@ def test_float_nifti_keeps_nan_and_inf(tmp_path, suffix, dtype):
 
 def test_nan_inside_a_lesion_is_refused_not_read_as_zero(tmp_path):
     from BoneOligoMetLib.errors import UnitsError
-    from BoneOligoMetLib.units import require_suv_crop
+    from BoneOligoMetLib.image.units import require_suv_crop
 
     suv = np.full((5, 6, 7), 1.2, dtype=np.float32)
     suv[1:4, 2:5, 2:5] = 4.72  # the lesion

@@ -13,7 +13,8 @@ import SimpleITK as sitk
 
 from BoneOligoMetLib.cli import main
 from BoneOligoMetLib.errors import GeometryError, MaskError, UnitsError
-from BoneOligoMetLib.metabolic import (
+from BoneOligoMetLib.image.peak import PEAK_RADIUS_MM, intensity_peaks, sphere_weights
+from BoneOligoMetLib.lesions.metabolic import (
     LesionMetabolics,
     _intensity_peaks,
     lesion_metabolics,
@@ -22,7 +23,6 @@ from BoneOligoMetLib.metabolic import (
     measure_binary,
     metabolic_table,
 )
-from BoneOligoMetLib.peak import PEAK_RADIUS_MM, intensity_peaks, sphere_weights
 
 SPHERE_1ML_MM3 = 1000.0
 
@@ -307,7 +307,7 @@ def test_lesion_smaller_than_half_a_pet_voxel(caplog):
     pet[5, 5, 5] = 4.0
     ct_mask = np.zeros((40, 40, 40), dtype=np.uint8)
     ct_mask[21, 21, 21] = 1  # one 1 mm CT voxel inside PET voxel (5, 5, 5) of 4 mm
-    with caplog.at_level(logging.WARNING, logger="BoneOligoMetLib.metabolic"):
+    with caplog.at_level(logging.WARNING, logger="BoneOligoMetLib.lesions.metabolic"):
         result = lesion_metabolics(
             image(pet, (4, 4, 4)), labels(ct_mask, (1, 1, 1), (-1.5, -1.5, -1.5))
         )

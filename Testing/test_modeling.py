@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from BoneOligoMetLib.classifiers import ClassifierError
-from BoneOligoMetLib.feature_groups import BASELINE, GROUPS, ModelingError, group_key
-from BoneOligoMetLib.feature_table import FeatureTable, TableEncoder
-from BoneOligoMetLib.grid import run_grid
-from BoneOligoMetLib.modeling import ModelConfig, fit_model
-from BoneOligoMetLib.stats import youden_threshold
+from BoneOligoMetLib.errors import ClassifierError, ModelingError
+from BoneOligoMetLib.models.fit import ModelConfig, fit_model
+from BoneOligoMetLib.models.groups import BASELINE, GROUPS, group_key
+from BoneOligoMetLib.models.stats import youden_threshold
+from BoneOligoMetLib.models.study_grid import run_grid
+from BoneOligoMetLib.models.table import FeatureTable, TableEncoder
 
 PREFIXES = ("ct_", "pet_", "petct_", "dl_ct_", "dl_pet_")
 FAST = ModelConfig(
@@ -102,7 +102,7 @@ def test_groups_are_column_selections_by_prefix(table):
 
 def test_groups_without_their_columns_are_skipped_with_a_note():
     radiomics_only = synthetic_table(n_patients=30, prefixes=("ct_", "pet_", "petct_"))
-    from BoneOligoMetLib.grid import resolve_groups
+    from BoneOligoMetLib.models.study_grid import resolve_groups
 
     keys, notes = resolve_groups(radiomics_only, None)
     assert keys == ["ct", "pet", "petct", "complex"]
@@ -272,8 +272,8 @@ def test_pipeline_round_trips_through_skops(grid, table):
 
 
 def test_table_encoder_keeps_its_old_class_path():
-    """Bundles saved before the split name ``BoneOligoMetLib.modeling.TableEncoder``."""
-    from BoneOligoMetLib import modeling
+    """Bundles saved before the split name ``BoneOligoMetLib.models.table.TableEncoder``."""
+    from BoneOligoMetLib.models import fit as modeling
 
     assert modeling.TableEncoder is TableEncoder
 

@@ -11,16 +11,16 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from BoneOligoMetLib.image_io import read_image
-from BoneOligoMetLib.phantom import (
+from BoneOligoMetLib.io.images import read_image
+from BoneOligoMetLib.synthetic.phantom import (
     LESION_TYPES,
     PRESETS,
     fused_slice_png,
     generate_patient,
     write_patient,
 )
-from BoneOligoMetLib.phantom.anatomy import BONE_TISSUES, Tissue
-from BoneOligoMetLib.phantom.lesion_render import bone_distance_mm
+from BoneOligoMetLib.synthetic.phantom.anatomy import BONE_TISSUES, Tissue
+from BoneOligoMetLib.synthetic.phantom.lesion_render import bone_distance_mm
 
 # Every lesion type, plus a second lytic and sclerotic metastasis; with seed 2 this patient has a
 # necrotic core (29 %) and a calcified part (15 %), so the part fractions are exercised.
@@ -131,7 +131,7 @@ def test_part_fractions_recorded_match_the_masks(written):
 
 
 def test_dicom_reads_back_to_the_same_geometry_hu_and_suv(written):
-    from BoneOligoMetLib.suv import pet_dicom_to_suv
+    from BoneOligoMetLib.io.suv import pet_dicom_to_suv
 
     patient, folder = written
     ct = read_image(folder / "dicom" / "CT", modality="CT")

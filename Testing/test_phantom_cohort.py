@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.phantom import MANIFEST_COLUMNS, generate_cohort, generate_patient
+from BoneOligoMetLib.synthetic.phantom import MANIFEST_COLUMNS, generate_cohort, generate_patient
 
 
 def _rows(manifest: Path) -> list[dict]:
@@ -75,7 +75,7 @@ def test_phantom_command(tmp_path, capsys):
 def _suv_max_per_lesion(index: int) -> list[tuple[int, str, float, float, float, int]]:
     """(label, type, SUVmax as the metabolic module measures it, necrotic and calcified
     fraction, lesions of the patient) for patient ``index`` of seed 2024."""
-    from BoneOligoMetLib.metabolic import lesion_metabolics
+    from BoneOligoMetLib.lesions.metabolic import lesion_metabolics
 
     patient = generate_patient(2024, index=index)
     out = []

@@ -14,31 +14,25 @@ import SimpleITK as sitk
 from radiomics import featureextractor, imageoperations
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.features import (
-    ConfigError,
-    ExtractionConfig,
-    lesion_feature_groups,
-    lesion_features,
-    prepare_case,
-)
-from BoneOligoMetLib.fusion import FusionConfig, fuse
-from BoneOligoMetLib.geometry import Region, crop_region, label_regions
-from BoneOligoMetLib.image_io import write_image
-from BoneOligoMetLib.phantom import generate_patient
-from BoneOligoMetLib.radiomics import (
-    PACKAGED,
-    ParamsError,
+from BoneOligoMetLib.errors import ConfigError, ParamsError
+from BoneOligoMetLib.features.config import ExtractionConfig
+from BoneOligoMetLib.features.radiomics import (
     _extractor,
     analysis_grid,
     clamp,
     compute,
     extract_image_features,
-    load_params,
     onto_grid,
-    params_path,
     reads_beyond_mask,
     tight_grid,
 )
+from BoneOligoMetLib.features.radiomics_params import PACKAGED, load_params, params_path
+from BoneOligoMetLib.features.row import lesion_feature_groups, lesion_features, prepare_case
+from BoneOligoMetLib.image.fusion import FusionConfig, fuse
+from BoneOligoMetLib.image.geometry import Region, crop_region
+from BoneOligoMetLib.image.labels import label_regions
+from BoneOligoMetLib.io.images import write_image
+from BoneOligoMetLib.synthetic.phantom import generate_patient
 
 # --- synthetic images ------------------------------------------------------------------------
 
@@ -386,7 +380,7 @@ def test_row_radiomics_equal_the_single_image_path(case, patient):
     assert _relative_difference(groups["ct"], ct) < 1e-6
     assert _relative_difference(groups["pet"], pet) < 1e-6
     # metabolic parameters are those of metabolic.py on the PET's own grid
-    from BoneOligoMetLib.metabolic import lesion_metabolics
+    from BoneOligoMetLib.lesions.metabolic import lesion_metabolics
 
     reference = lesion_metabolics(patient.suv, patient.lesion_labels, 1, ct=patient.ct)
     assert groups["met"]["met_suv_max"] == pytest.approx(reference.suv_max)
@@ -445,7 +439,7 @@ def _with(image, values_at):
 
 def _unsampled_index(image, near_xyz):
     """The voxel index nearest ``near_xyz`` (x, y, z) in a slice and row the unit sample skips."""
-    from BoneOligoMetLib.units import sample_slices
+    from BoneOligoMetLib.image.units import sample_slices
 
     nx, ny, nz = image.GetSize()
     index = np.arange(nz * ny).reshape(nz, ny, 1).repeat(nx, axis=2)  # slice and row numbers
@@ -489,7 +483,7 @@ def test_nan_in_a_lesion_crop_is_refused_naming_the_lesion(patient):
 
 
 def test_nan_in_the_sample_or_the_liver_sphere_is_refused_by_prepare_case(patient):
-    from BoneOligoMetLib.units import sample_slices
+    from BoneOligoMetLib.image.units import sample_slices
 
     nx, ny, nz = patient.suv.GetSize()
     index = np.arange(nz * ny * nx).reshape(nz, ny, nx)

@@ -19,12 +19,12 @@ import pytest
 import SimpleITK as sitk
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.dicom_ct import write_ct_series
-from BoneOligoMetLib.dicom_pet import write_pet_series
-from BoneOligoMetLib.dicom_tags import SNAP_FRACTION, slice_geometry
 from BoneOligoMetLib.errors import GeometryError, ImageReadError
-from BoneOligoMetLib.image_io import read_image
-from BoneOligoMetLib.suv import pet_dicom_to_suv, read_suv_parameters
+from BoneOligoMetLib.io.images import read_image
+from BoneOligoMetLib.io.slices import SNAP_FRACTION, slice_geometry
+from BoneOligoMetLib.io.suv import pet_dicom_to_suv, read_suv_parameters
+from BoneOligoMetLib.synthetic.dicom_ct import write_ct_series
+from BoneOligoMetLib.synthetic.dicom_pet import write_pet_series
 
 STEP_MM = 3.27
 BED_SLICES = (8, 8, 8, 8, 8, 8)  # six beds: five junctions
@@ -352,7 +352,7 @@ def test_cli_refuses_with_one_line_and_writes_nothing(tmp_path, capsys, damage, 
 
 
 def test_file_cut_after_the_listing_is_named_by_the_reader(tmp_path):
-    from BoneOligoMetLib.image_io import list_dicom_series, read_dicom_series
+    from BoneOligoMetLib.io.dicom_series import list_dicom_series, read_dicom_series
 
     files = _write_multibed(tmp_path, _in_plane_ramp())
     (series,) = list_dicom_series(tmp_path)
@@ -396,7 +396,7 @@ def test_cli_process_stderr_one_warning_on_success_one_error_on_failure(tmp_path
 def test_generic_reader_sorts_files_given_in_any_order(tmp_path):
     from dataclasses import replace
 
-    from BoneOligoMetLib.image_io import list_dicom_series, read_dicom_series
+    from BoneOligoMetLib.io.dicom_series import list_dicom_series, read_dicom_series
 
     offsets = _offsets_mm()
     _write_multibed(tmp_path, _linear_in_z(offsets))

@@ -12,16 +12,12 @@ from conftest import SHARED
 from test_modeling import FAST, synthetic_rows, synthetic_table
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.grid import run_grid
-from BoneOligoMetLib.report import (
-    DELONG_COLUMNS,
-    FIGURES,
-    PREDICTION_COLUMNS,
-    render_html,
-    reported_results,
-    write_outputs,
-)
-from BoneOligoMetLib.store import write_table
+from BoneOligoMetLib.io.tables import write_table
+from BoneOligoMetLib.models.study_grid import run_grid
+from BoneOligoMetLib.report.figures import FIGURES
+from BoneOligoMetLib.report.html import render_html
+from BoneOligoMetLib.report.outputs import DELONG_COLUMNS, PREDICTION_COLUMNS, write_outputs
+from BoneOligoMetLib.report.study import reported_results
 
 TABLES = (
     "settings-table",

@@ -23,18 +23,17 @@ from test_segmentation import (
 
 from BoneOligoMetLib.cli import main
 from BoneOligoMetLib.errors import BoneOligoMetError, GeometryError
-from BoneOligoMetLib.image_io import read_image, write_image
-from BoneOligoMetLib.roi_rules import (
+from BoneOligoMetLib.io.images import read_image, write_image
+from BoneOligoMetLib.lesions.parts import include_parts, necrotic_core
+from BoneOligoMetLib.lesions.rule_config import RuleConfig
+from BoneOligoMetLib.lesions.rules import (
     RuleCheck,
-    RuleConfig,
     assess_lesions,
     check_lesions,
     fill_holes,
-    include_parts,
     largest_slice,
-    necrotic_core,
 )
-from BoneOligoMetLib.segmentation import segment_lesions
+from BoneOligoMetLib.lesions.segment import segment_lesions
 
 
 def by_rule(checks: list[RuleCheck]) -> dict[tuple, RuleCheck]:
@@ -314,7 +313,7 @@ def test_part_fractions_match_the_generator(seed):
 
 
 def test_more_than_five_generated_lesions_warn():
-    from BoneOligoMetLib.phantom import generate_patient
+    from BoneOligoMetLib.synthetic.phantom import generate_patient
 
     patient = generate_patient(2, "small", n_lesions=6)
     checks = check_lesions(patient.ct, patient.suv, patient.lesion_labels)

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BoneOligoMetLib.agreement import dice
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.coords import lps_to_ras
-from BoneOligoMetLib.errors import GeometryError, UnitsError
-from BoneOligoMetLib.image_io import read_image, write_image
-from BoneOligoMetLib.segmentation import SegmentationError, segment_lesion, segment_lesions
+from BoneOligoMetLib.errors import GeometryError, SegmentationError, UnitsError
+from BoneOligoMetLib.io.coords import lps_to_ras
+from BoneOligoMetLib.io.images import read_image, write_image
+from BoneOligoMetLib.lesions.agreement import dice
+from BoneOligoMetLib.lesions.segment import segment_lesion, segment_lesions
 
 # --- the analytic case ------------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ def test_several_seeds_give_labels_on_the_full_ct_grid():
 def test_two_seeds_on_one_lesion_are_merged(caplog):
     case = bone_case()
     near_centre = (LYTIC[0][0] + 3.0, LYTIC[0][1], LYTIC[0][2])
-    with caplog.at_level(logging.INFO, logger="BoneOligoMetLib.segmentation"):
+    with caplog.at_level(logging.INFO, logger="BoneOligoMetLib.lesions.segment"):
         result = segment_lesions(case.ct, case.pet, [LYTIC[0], near_centre])
     assert [o.label for o in result.seeds] == [1, 1]
     assert result.seeds[1].merged
@@ -345,7 +345,7 @@ def test_segment_command_with_no_lesion_exits_2(case_files, tmp_path, capsys):
 @functools.lru_cache(maxsize=4)
 def generated(seed: int, lesion_types: tuple[str, ...]):
     """A small synthetic patient with these lesion types (cached: ~1 s to generate)."""
-    from BoneOligoMetLib.phantom import generate_patient
+    from BoneOligoMetLib.synthetic.phantom import generate_patient
 
     return generate_patient(seed, "small", lesion_types=list(lesion_types))
 
@@ -384,9 +384,9 @@ UNSEEN = [(5150, index) for index in range(8)]
 @functools.lru_cache(maxsize=1)
 def unseen_results():
     """(Dice of avid lesions, |measured − recorded| part fractions of lesions with parts)."""
-    from BoneOligoMetLib.metabolic import metabolic_table
-    from BoneOligoMetLib.phantom import generate_patient
-    from BoneOligoMetLib.roi_rules import assess_lesions
+    from BoneOligoMetLib.lesions.metabolic import metabolic_table
+    from BoneOligoMetLib.lesions.rules import assess_lesions
+    from BoneOligoMetLib.synthetic.phantom import generate_patient
 
     dices, errors = [], []
     for seed, index in UNSEEN:
@@ -434,7 +434,8 @@ def test_part_fractions_of_unseen_generated_patients_within_2_points():
 
 
 def test_segment_lesions_takes_an_array_of_seeds_and_refuses_none(ct_pet_pair):
-    from BoneOligoMetLib.segmentation import SegmentationError, segment_lesions
+    from BoneOligoMetLib.errors import SegmentationError
+    from BoneOligoMetLib.lesions.segment import segment_lesions
 
     ct, pet = ct_pet_pair
     with pytest.raises(SegmentationError, match="no seed"):

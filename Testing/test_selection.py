@@ -8,12 +8,12 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from BoneOligoMetLib.classifiers import make_classifier
-from BoneOligoMetLib.selection import (
+from BoneOligoMetLib.errors import SelectionError
+from BoneOligoMetLib.models.classifiers import make_classifier
+from BoneOligoMetLib.models.selection import (
     CorrelationFilter,
     LassoSelector,
     MannWhitneyFilter,
-    SelectionError,
     lasso_coefficients,
     study_selector,
 )

@@ -438,7 +438,7 @@ def test_synthetic_patient_becomes_ct_suv_points_and_clinical_values(loaded):
 
 def test_ct_round_trips_through_the_library_grid(loaded):
     module, logic, node, _ = loaded
-    from BoneOligoMetLib.phantom import generate_patient
+    from BoneOligoMetLib.synthetic.phantom import generate_patient
 
     patient = generate_patient(
         module.SAMPLE_SEED, "small", lesion_types=list(module.SAMPLE_LESIONS)
@@ -545,7 +545,7 @@ def test_a_failing_classification_names_its_reason(loaded, tmp_path):
 
 def test_export_writes_the_ct_grid_labels_and_tables(loaded, tmp_path):
     module, logic, node, _ = loaded
-    from BoneOligoMetLib.image_io import read_image
+    from BoneOligoMetLib.io.images import read_image
 
     logic.segmentFromSeeds(node)
     logic.checkRules(node)
@@ -620,7 +620,7 @@ def test_installing_asks_first_and_never_without_a_yes(fake_slicer, monkeypatch,
 def test_classification_through_the_background_worker(loaded):
     """The panel's route with the packaged demo model: job folder, worker, results, overlay."""
     module, logic, node, _ = loaded
-    from BoneOligoMetLib.classify import default_bundle_path
+    from BoneOligoMetLib.models.bundle import default_bundle_path
 
     if not (default_bundle_path() / "manifest.json").is_file():
         pytest.skip("the packaged demo bundle is not built yet")

@@ -344,15 +344,15 @@ def test_worker_classifies_a_synthetic_patient(tmp_path):
     """The panel's background route end to end: job folder in, results and overlay out."""
     if importlib.util.find_spec("BoneOligoMetLib.classify") is None:
         pytest.skip("BoneOligoMetLib.classify is not in the library yet")
-    from BoneOligoMetLib.classify import default_bundle_path
+    from BoneOligoMetLib.models.bundle import default_bundle_path
 
     if not (default_bundle_path() / "manifest.json").is_file():
         pytest.skip("the packaged demo bundle is not built yet")
     import numpy as np
     import SimpleITK as sitk
 
-    from BoneOligoMetLib.image_io import read_image, write_image
-    from BoneOligoMetLib.phantom import generate_patient
+    from BoneOligoMetLib.io.images import read_image, write_image
+    from BoneOligoMetLib.synthetic.phantom import generate_patient
 
     patient = generate_patient(3, "small", n_lesions=2)
     for role, image in (("ct", patient.ct), ("suv", patient.suv)):
@@ -396,7 +396,7 @@ def _api_checker():
     slicer_dir = os.environ.get("SLICER_SOURCE_DIR")
     if not slicer_dir:
         pytest.skip("set SLICER_SOURCE_DIR to a Slicer source checkout to check the Slicer API")
-    sys.path.insert(0, str(ROOT / "Testing"))
+    sys.path.insert(0, str(ROOT / "Testing" / "tools"))
     try:
         import check_slicer_api
     finally:

@@ -13,8 +13,8 @@ from scipy import stats as sps
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
-from BoneOligoMetLib import characteristics, stats
 from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.models import characteristics, stats
 
 ASAH = SHARED / "data" / "aSAH"
 

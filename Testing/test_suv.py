@@ -16,10 +16,10 @@ import pytest
 import SimpleITK as sitk
 
 from BoneOligoMetLib.cli import main
-from BoneOligoMetLib.dicom_pet import write_pet_series
-from BoneOligoMetLib.dicom_tags import PHILIPS_PRIVATE_CREATOR
 from BoneOligoMetLib.errors import BoneOligoMetError, DicomTagError, GeometryError, ImageReadError
-from BoneOligoMetLib.suv import pet_dicom_to_suv, read_suv_parameters
+from BoneOligoMetLib.io.dicom_tags import PHILIPS_PRIVATE_CREATOR
+from BoneOligoMetLib.io.suv import pet_dicom_to_suv, read_suv_parameters
+from BoneOligoMetLib.synthetic.dicom_pet import write_pet_series
 
 ACTIVITY_BQML = 5000.0
 INJECTION = dt.datetime(2024, 3, 1, 9, 0, 0)

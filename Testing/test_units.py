@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import make_image
 
-from BoneOligoMetLib import units
 from BoneOligoMetLib.errors import UnitsError
+from BoneOligoMetLib.image import units
 
 
 def test_suv_image_passes_and_bq_per_ml_is_refused():

@@ -18,11 +18,13 @@ import argparse
 import numpy as np
 import SimpleITK as sitk
 
-from BoneOligoMetLib.bone import bone_mask
-from BoneOligoMetLib.geometry import crop_region, label_regions
-from BoneOligoMetLib.phantom import generate_patient
-from BoneOligoMetLib.phantom.anatomy import Tissue
-from BoneOligoMetLib.roi_rules import RuleConfig, _median_bone_distance_mm
+from BoneOligoMetLib.image.bone import bone_mask
+from BoneOligoMetLib.image.geometry import crop_region
+from BoneOligoMetLib.image.labels import label_regions
+from BoneOligoMetLib.lesions.rule_config import RuleConfig
+from BoneOligoMetLib.lesions.rules import _median_bone_distance_mm
+from BoneOligoMetLib.synthetic.phantom import generate_patient
+from BoneOligoMetLib.synthetic.phantom.anatomy import Tissue
 
 SOFT = (Tissue.LIVER, Tissue.SPLEEN, Tissue.KIDNEY, Tissue.LUNG, Tissue.SOFT_TISSUE)
 

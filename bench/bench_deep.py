@@ -53,17 +53,18 @@ def main() -> None:
 
     from BoneOligoMetLib.deep.config import preset
     from BoneOligoMetLib.deep.data import cohort_patches
+    from BoneOligoMetLib.deep.infer import run_features
     from BoneOligoMetLib.deep.network import build_network, count_parameters
     from BoneOligoMetLib.deep.patches import lesion_patches
-    from BoneOligoMetLib.deep.train import run_features, train_network
-    from BoneOligoMetLib.manifest import read_manifest
-    from BoneOligoMetLib.splits import patient_split
+    from BoneOligoMetLib.deep.train import train_network
+    from BoneOligoMetLib.io.manifest import read_manifest
+    from BoneOligoMetLib.models.splits import patient_split
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.gettempdir()) / "bone_oligomet_bench"
     manifest = args.manifest
     if manifest is None:
-        from BoneOligoMetLib.phantom import generate_cohort
+        from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
         manifest = generate_cohort(args.patients, seed=11, out_dir=work / f"deep{args.patients}")
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), CUDA: "

@@ -63,7 +63,7 @@ def full_patient(work: Path) -> Path:
     manifest = folder / "manifest.csv"
     if manifest.is_file():
         return manifest
-    from BoneOligoMetLib.phantom import generate_patient, write_patient
+    from BoneOligoMetLib.synthetic.phantom import generate_patient, write_patient
 
     started = time.perf_counter()
     patient = generate_patient(SEED, "full", n_lesions=5)
@@ -89,7 +89,7 @@ def full_patient(work: Path) -> Path:
 
 
 def cohort(work: Path, patients: int) -> Path:
-    from BoneOligoMetLib.phantom import generate_cohort
+    from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
     started = time.perf_counter()
     manifest = generate_cohort(patients, seed=SEED, out_dir=work / f"cohort{patients}", workers=2)
@@ -104,15 +104,11 @@ def per_lesion(manifest: Path, repeats: int, whole_body: bool) -> None:
     import SimpleITK as sitk
     from radiomics import featureextractor
 
-    from BoneOligoMetLib.features import (
-        ExtractionConfig,
-        _LesionImages,
-        lesion_features,
-        prepare_case,
-    )
-    from BoneOligoMetLib.fusion import fuse
-    from BoneOligoMetLib.image_io import read_image
-    from BoneOligoMetLib.manifest import read_manifest
+    from BoneOligoMetLib.features.config import ExtractionConfig
+    from BoneOligoMetLib.features.row import _LesionImages, lesion_features, prepare_case
+    from BoneOligoMetLib.image.fusion import fuse
+    from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.io.manifest import read_manifest
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
     # One thread on both sides: the comparison is of work, which CPU time then measures too.
@@ -243,7 +239,7 @@ def per_lesion(manifest: Path, repeats: int, whole_body: bool) -> None:
 
 
 def child_memory(manifest: str, out: str) -> None:
-    from BoneOligoMetLib.extract import extract_cohort
+    from BoneOligoMetLib.features.cohort import extract_cohort
 
     started = time.perf_counter()
     summary = extract_cohort(manifest, out)
@@ -261,7 +257,7 @@ def child_memory(manifest: str, out: str) -> None:
 def child_naive(ct_path: str) -> None:
     import SimpleITK as sitk
 
-    from BoneOligoMetLib.image_io import read_image
+    from BoneOligoMetLib.io.images import read_image
 
     ct = read_image(ct_path)
     started = time.perf_counter()
@@ -311,8 +307,8 @@ def child_cohort(manifest: str, out: str, workers: int) -> None:
 
     import SimpleITK as sitk
 
-    from BoneOligoMetLib.extract import extract_cohort
-    from BoneOligoMetLib.store import read_table
+    from BoneOligoMetLib.features.cohort import extract_cohort
+    from BoneOligoMetLib.io.tables import read_table
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # one core per worker
     started = time.perf_counter()

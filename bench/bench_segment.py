@@ -28,11 +28,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from BoneOligoMetLib.agreement import dice
-from BoneOligoMetLib.image_io import read_image, write_image
-from BoneOligoMetLib.phantom import generate_patient
-from BoneOligoMetLib.roi_rules import assess_lesions
-from BoneOligoMetLib.segmentation import SegmentationError, segment_lesion
+from BoneOligoMetLib.errors import SegmentationError
+from BoneOligoMetLib.io.images import read_image, write_image
+from BoneOligoMetLib.lesions.agreement import dice
+from BoneOligoMetLib.lesions.rules import assess_lesions
+from BoneOligoMetLib.lesions.segment import segment_lesion
+from BoneOligoMetLib.synthetic.phantom import generate_patient
 
 MODES = {
     "PET+CT (default: SUV 2.2 region, CT border)": {},

@@ -50,20 +50,6 @@ def align(lines: Sequence[Sequence[str]], left: Sequence[int] = ()) -> str:
     )
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: str) -> None:
-    """Rows of dicts (same keys) as CSV, ``None`` written as an empty field."""
-    import csv
-    from pathlib import Path
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
-
-
 def progress(fraction: float, message: str) -> None:
     """A one-line progress display on a terminal's stderr (silent when redirected)."""
     if sys.stderr.isatty():
@@ -76,7 +62,7 @@ def to_lps(point, ras: bool):
     """A CLI point in LPS mm: converted from Slicer RAS when ``ras``."""
     if point is None or not ras:
         return point
-    from BoneOligoMetLib.coords import ras_to_lps
+    from BoneOligoMetLib.io.coords import ras_to_lps
 
     return ras_to_lps(point)
 
@@ -105,7 +91,7 @@ def check_outputs(args: argparse.Namespace, outputs: Mapping[str, str]) -> None:
         if kind != "folder" and path.is_dir():
             raise BoneOligoMetError(f"{flag} {path}: is a folder; give a file name")
         if kind == "image":
-            from BoneOligoMetLib.image_io import IMAGE_SUFFIXES
+            from BoneOligoMetLib.io.files import IMAGE_SUFFIXES
 
             if not path.name.lower().endswith(IMAGE_SUFFIXES):
                 raise BoneOligoMetError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps, write_csv
+from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps
 
 HELP = "check lesion ROIs against the study's rules (holes, bone, necrosis, calcification, ...)"
 OUTPUTS = {"output": "file"}
@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     import SimpleITK as sitk
 
-    from BoneOligoMetLib.image_io import read_image, write_image
-    from BoneOligoMetLib.roi_rules import assess_lesions, fill_holes, include_parts
+    from BoneOligoMetLib.io.images import read_image, write_image
+    from BoneOligoMetLib.io.tables import write_csv
+    from BoneOligoMetLib.lesions.parts import include_parts
+    from BoneOligoMetLib.lesions.rules import assess_lesions, fill_holes
 
     ct = read_image(args.ct, pixel_type=sitk.sitkFloat32)
     suv = read_image(args.pet, pixel_type=sitk.sitkFloat32)

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_clinical(pairs) -> dict:
-    from BoneOligoMetLib.manifest import parse_value
+    from BoneOligoMetLib.io.manifest import parse_value
 
     clinical: dict = {}
     for key, value in pairs:
@@ -51,59 +51,15 @@ def _parse_clinical(pairs) -> dict:
     return clinical
 
 
-def write_results(result, ct, suv, lesions, out, png: bool = True) -> list:
-    """results.csv/.json, overlay.nii.gz and (``png``) one fused snapshot per lesion."""
-    import json
-    from pathlib import Path
-
-    from BoneOligoMetLib.cli._common import write_csv
-    from BoneOligoMetLib.image_io import write_image
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    if result.rows:
-        write_csv(result.rows, str(out / "results.csv"))
-        written.append(out / "results.csv")
-    summary = {
-        "model": result.bundle_name,
-        "synthetic": result.synthetic,
-        "warning": result.warning,
-        "threshold": result.threshold,
-        "device": result.device,
-        "lesions": result.rows,
-    }
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_image(result.overlay, out / "overlay.nii.gz")
-    written += [out / "results.json", out / "overlay.nii.gz"]
-    if png:
-        from BoneOligoMetLib.phantom.figures import fused_slice_png
-
-        for row in result.rows:
-            label = row["lesion_label"]
-            if row["malignant"] is None:  # outside the model's domain: no probability
-                title = f"lesion {label}: {row['verdict']} ({row['domain']})"
-            else:
-                title = (
-                    f"lesion {label}: P(malignant) = {row['probability']:.2f} ({row['verdict']})"
-                )
-            if result.warning:
-                title += f" — {result.warning}"
-            path = out / f"lesion_{label}.png"
-            fused_slice_png(ct, suv, lesions, path, label=label, title=title)
-            written.append(path)
-    return written
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from BoneOligoMetLib.classify import classify_case
     from BoneOligoMetLib.cli._common import align, cell, progress, to_lps
-    from BoneOligoMetLib.extract import read_case_images
-    from BoneOligoMetLib.geometry import label_image
-    from BoneOligoMetLib.image_io import read_image
-    from BoneOligoMetLib.manifest import CaseEntry
+    from BoneOligoMetLib.image.labels import label_image
+    from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.io.manifest import CaseEntry, read_case_images
+    from BoneOligoMetLib.report.patient import write_results
 
     pet_is_dicom = Path(args.pet).is_dir()
     ct_is_dicom = Path(args.ct).is_dir()

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt as stop:  # Ctrl-C: the pool has stopped; one line, exit 130
-        from BoneOligoMetLib.extract import ExtractionInterrupted, output_paths
+        from BoneOligoMetLib.errors import ExtractionInterrupted
+        from BoneOligoMetLib.features.cohort import output_paths
 
         parts = output_paths(args.out)["parts"]
         if isinstance(stop, ExtractionInterrupted):
@@ -112,10 +113,10 @@ def _run(args: argparse.Namespace) -> int:
     # numpy loads; the user's own setting wins).
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-    from BoneOligoMetLib.extract import extract_cohort
-    from BoneOligoMetLib.features import ExtractionConfig
-    from BoneOligoMetLib.fusion import FusionConfig
-    from BoneOligoMetLib.manifest import read_manifest
+    from BoneOligoMetLib.features.cohort import extract_cohort
+    from BoneOligoMetLib.features.config import ExtractionConfig
+    from BoneOligoMetLib.image.fusion import FusionConfig
+    from BoneOligoMetLib.io.manifest import read_manifest
 
     config = ExtractionConfig(
         images=args.images,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps, write_csv
+from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps
 
 HELP = "metabolic parameters per lesion (SUVmax/mean/peak, MTV, TLG, liver ratio, HU)"
 OUTPUTS = {"output": "file"}
@@ -70,8 +70,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
-    from BoneOligoMetLib.image_io import read_image
-    from BoneOligoMetLib.metabolic import metabolic_table
+    from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.io.tables import write_csv
+    from BoneOligoMetLib.lesions.metabolic import metabolic_table
 
     suv = read_image(args.pet, pixel_type=sitk.sitkFloat32)
     lesions = read_image(args.lesions)

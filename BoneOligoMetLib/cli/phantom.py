@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from BoneOligoMetLib.errors import BoneOligoMetError
-    from BoneOligoMetLib.phantom import generate_cohort
+    from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
     if args.patients < 1:
         raise BoneOligoMetError(f"--patients {args.patients}: give at least 1")
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_pngs(out_dir, rows) -> None:
-    from BoneOligoMetLib.image_io import read_image
-    from BoneOligoMetLib.phantom import fused_slice_png
+    from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.synthetic.phantom import fused_slice_png
 
     first = {}
     for row in rows:

@@ -34,11 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
-    from BoneOligoMetLib.cli._common import align, write_csv
-    from BoneOligoMetLib.geometry import mask_labels
-    from BoneOligoMetLib.image_io import read_image
-    from BoneOligoMetLib.radiomics import extract_image_features, load_params
-    from BoneOligoMetLib.units import require_hu, require_suv
+    from BoneOligoMetLib.cli._common import align
+    from BoneOligoMetLib.features.radiomics import extract_image_features
+    from BoneOligoMetLib.features.radiomics_params import load_params
+    from BoneOligoMetLib.image.labels import mask_labels
+    from BoneOligoMetLib.image.units import require_hu, require_suv
+    from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.io.tables import write_csv
 
     params = load_params(args.params)
     image = read_image(args.image, pixel_type=sitk.sitkFloat32)

@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from BoneOligoMetLib.errors import BoneOligoMetError
-    from BoneOligoMetLib.image_io import IMAGE_SUFFIXES, read_image, write_image
-    from BoneOligoMetLib.segmentation import segment_lesions
+    from BoneOligoMetLib.io.files import IMAGE_SUFFIXES
+    from BoneOligoMetLib.io.images import read_image, write_image
+    from BoneOligoMetLib.lesions.segment import segment_lesions
 
     if not args.output.lower().endswith(IMAGE_SUFFIXES):  # fail before reading the images
         raise BoneOligoMetError(f"{args.output}: cannot write; use one of {IMAGE_SUFFIXES}")

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from BoneOligoMetLib.image_io import write_image
-    from BoneOligoMetLib.suv import pet_dicom_to_suv
+    from BoneOligoMetLib.io.images import write_image
+    from BoneOligoMetLib.io.suv import pet_dicom_to_suv
 
     image, parameters = pet_dicom_to_suv(
         Path(args.pet_dicom_dir),

@@ -98,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from BoneOligoMetLib.cli._common import align, progress
-    from BoneOligoMetLib.feature_groups import group_name
-    from BoneOligoMetLib.feature_table import FeatureTable
-    from BoneOligoMetLib.grid import run_grid
-    from BoneOligoMetLib.modeling import ModelConfig
-    from BoneOligoMetLib.report import write_outputs
+    from BoneOligoMetLib.models.fit import ModelConfig
+    from BoneOligoMetLib.models.groups import group_name
+    from BoneOligoMetLib.models.study_grid import run_grid
+    from BoneOligoMetLib.models.table import FeatureTable
+    from BoneOligoMetLib.report.outputs import write_outputs
 
     table = FeatureTable.read(args.features, reader=args.reader)
     external = FeatureTable.read(args.external, reader=args.reader) if args.external else None

@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from BoneOligoMetLib.cli._common import progress
-    from BoneOligoMetLib.deep.cohort import train_deep
     from BoneOligoMetLib.deep.config import preset
+    from BoneOligoMetLib.deep.train_cohort import train_deep
 
     overrides: dict = json.loads(Path(args.config).read_text()) if args.config else {}
     if args.architecture:

@@ -20,13 +20,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Optional
 
-from BoneOligoMetLib.errors import BoneOligoMetError, check_keys
+from BoneOligoMetLib.errors import DeepConfigError, check_keys
 
 MODALITIES = ("ct", "pet")
-
-
-class DeepConfigError(BoneOligoMetError):
-    """A deep-branch setting that is unknown or impossible."""
 
 
 def _check_keys(cls: type, mapping: Mapping[str, Any], where: str) -> None:

@@ -17,16 +17,18 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from BoneOligoMetLib.deep.config import MODALITIES, PatchConfig, TrainConfig
-from BoneOligoMetLib.errors import BoneOligoMetError
+from BoneOligoMetLib.deep.patches import lesion_patches
+from BoneOligoMetLib.errors import BoneOligoMetError, Progress
+from BoneOligoMetLib.io.files import case_fingerprint
+from BoneOligoMetLib.io.images import read_image
+from BoneOligoMetLib.io.manifest import read_case_images, read_manifest
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,6 @@ class PatchSet:
 def _case_patches(case, config: PatchConfig) -> list[tuple[int, dict, np.ndarray]]:
     import SimpleITK as sitk
 
-    from BoneOligoMetLib.deep.patches import lesion_patches
-    from BoneOligoMetLib.extract import read_case_images
-    from BoneOligoMetLib.image_io import read_image
-
     ct, suv = read_case_images(case)
     out = []
     for path in sorted({lesion.lesions for lesion in case.lesions}):
@@ -74,7 +72,6 @@ def _case_patches(case, config: PatchConfig) -> list[tuple[int, dict, np.ndarray
 
 
 def _fingerprint(manifest, config: PatchConfig) -> str:
-    from BoneOligoMetLib.store import case_fingerprint
 
     spec = {
         "manifest": str(Path(manifest.path).resolve()),
@@ -99,7 +96,6 @@ def cohort_patches(
     progress: Optional[Progress] = None,
 ) -> PatchSet:
     """Every labelled lesion's patches, in manifest order (cached in ``cache_dir``)."""
-    from BoneOligoMetLib.manifest import read_manifest
 
     manifest = read_manifest(manifest_path)
     if not manifest.has_truth:

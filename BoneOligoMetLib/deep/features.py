@@ -16,8 +16,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from BoneOligoMetLib.deep.config import MODALITIES
-from BoneOligoMetLib.deep.model_io import LoadedNetwork, ModelFileError, load_network
-from BoneOligoMetLib.geometry import Region
+from BoneOligoMetLib.deep.infer import run_features
+from BoneOligoMetLib.deep.model_io import LoadedNetwork, load_network
+from BoneOligoMetLib.deep.patches import lesion_patches
+from BoneOligoMetLib.errors import ModelFileError
+from BoneOligoMetLib.image.geometry import Region
+from BoneOligoMetLib.image.labels import label_regions
 
 
 class DeepFeatureExtractor:
@@ -71,9 +75,6 @@ class DeepFeatureExtractor:
     ) -> dict[int, dict[str, float]]:
         """``{label: {dl_ct_000: z, ...}}`` for every lesion (or ``labels``) of a patient; CT in
         HU, PET in SUV, lesions a label image (any grid)."""
-        from BoneOligoMetLib.deep.patches import lesion_patches
-        from BoneOligoMetLib.deep.train import run_features
-        from BoneOligoMetLib.geometry import label_regions
 
         regions = regions if regions is not None else label_regions(lesions)
         chosen = sorted(regions) if labels is None else [int(v) for v in labels]

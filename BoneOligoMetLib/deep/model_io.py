@@ -18,17 +18,15 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from BoneOligoMetLib import __version__
 from BoneOligoMetLib.deep.config import MODALITIES, DeepConfig
-from BoneOligoMetLib.errors import BoneOligoMetError
-from BoneOligoMetLib.store import file_sha256
+from BoneOligoMetLib.deep.infer import select_device
+from BoneOligoMetLib.errors import ModelFileError
+from BoneOligoMetLib.io.files import file_sha256
 
 WEIGHTS = "weights.safetensors"
 CONFIG = "network.json"
 FORMAT = "bone-oligomet-network/1"
-
-
-class ModelFileError(BoneOligoMetError):
-    """A network folder that is missing a file, or whose files disagree."""
 
 
 @dataclass
@@ -69,7 +67,6 @@ def save_network(
     import torch
     from safetensors.torch import save_file
 
-    from BoneOligoMetLib import __version__
     from BoneOligoMetLib.deep.network import count_parameters
 
     if modality not in MODALITIES:
@@ -113,7 +110,6 @@ def load_network(folder: Union[str, Path], device: Optional[str] = None) -> Load
     from safetensors.torch import load_file
 
     from BoneOligoMetLib.deep.network import build_network
-    from BoneOligoMetLib.deep.train import select_device
 
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG, folder / WEIGHTS

@@ -37,15 +37,11 @@ import torch
 from monai.networks.blocks import UnetOutBlock, UnetResBlock
 from torch import nn
 
-from BoneOligoMetLib.errors import BoneOligoMetError, did_you_mean
+from BoneOligoMetLib.errors import ArchitectureError, did_you_mean
 
 BASICNET_CHANNELS = (16, 32, 64, 112, 224)
 RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101")
 ARCHITECTURES = ("basicnet", *RESNETS)
-
-
-class ArchitectureError(BoneOligoMetError):
-    """An unknown network name or an impossible network configuration."""
 
 
 def _block(in_channels: int, out_channels: int, norm: str) -> nn.Module:

@@ -22,8 +22,9 @@ import SimpleITK as sitk
 
 from BoneOligoMetLib.deep.config import MODALITIES, PatchConfig
 from BoneOligoMetLib.errors import GeometryError, MaskError
-from BoneOligoMetLib.geometry import Region, crop_region, crop_to_physical_box, label_regions
-from BoneOligoMetLib.units import require_finite
+from BoneOligoMetLib.image.geometry import Region, crop_region, crop_to_physical_box
+from BoneOligoMetLib.image.labels import label_regions
+from BoneOligoMetLib.image.units import require_finite
 
 OUTSIDE = {"ct": -1000.0, "pet": 0.0}  # HU of air, SUV outside the field of view
 
@@ -126,7 +127,7 @@ def lesion_patches(
     name: str = "case",
 ) -> list[LesionPatches]:
     """Patches of every lesion (or ``labels``) of a patient; ``regions`` from
-    :func:`~BoneOligoMetLib.geometry.label_regions` when already known. The patch axes follow
+    :func:`~BoneOligoMetLib.image.labels.label_regions` when already known. The patch axes follow
     the CT's direction."""
     regions = regions if regions is not None else label_regions(lesions)
     chosen = sorted(regions) if labels is None else [int(v) for v in labels]

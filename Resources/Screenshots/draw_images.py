@@ -110,7 +110,7 @@ def draw_sample_thumbnail(path: Path, seed: int, lesion_types: list[str]) -> Non
 
     from PIL import Image
 
-    from BoneOligoMetLib.phantom import fused_slice_png, generate_patient
+    from BoneOligoMetLib.synthetic.phantom import fused_slice_png, generate_patient
 
     patient = generate_patient(seed, "small", lesion_types=lesion_types)
     with tempfile.TemporaryDirectory() as folder:

@@ -79,7 +79,7 @@ def run(folder: Path) -> int:
     try:
         from BoneOligoMetLib.classify import classify_case
         from BoneOligoMetLib.errors import BoneOligoMetError
-        from BoneOligoMetLib.image_io import read_image, write_image
+        from BoneOligoMetLib.io.images import read_image, write_image
     except ImportError as error:
         emit("ERROR", f"cannot import the classifier: {error} (install the missing package)")
         return EXIT_ERROR

@@ -1,0 +1,256 @@
+"""Cohort manifests: one CSV row per lesion, pointing to its patient's images.
+
+User documentation: ``docs/cohort_manifest.md``.
+
+Columns (any order; others are ignored):
+
+- ``patient_id`` (required): rows of one patient share its CT and PET.
+- ``lesion_label`` (required): the lesion's integer label in the lesion label image.
+- ``lesions`` (required): the lesion label image (NIfTI/NRRD/MetaImage or a DICOM folder).
+- ``ct`` or ``ct_dicom``: the CT in HU (an image file, or a DICOM series folder).
+- ``suv`` or ``pet_dicom``: the PET as an SUV image, or a PET DICOM folder converted to SUVbw
+  from its header (:func:`BoneOligoMetLib.io.suv.pet_dicom_to_suv`).
+- ``label`` (optional): the ground truth (0 benign, 1 malignant), carried to the table.
+- ``reader`` (optional): who drew ``lesions``; rows of one lesion by several readers give the
+  features' inter-reader ICC.
+- ``liver_seed_lps_mm`` (optional): ``"x,y,z"`` (LPS mm) of the 3 cm liver reference sphere;
+  without it, a ``patient.json`` beside the lesion image (the phantom writes one) is read.
+- ``clin_*`` (optional): clinical values, carried to the table (numbers where they parse).
+
+Relative paths are relative to the manifest's folder. The phantom's ``manifest.csv`` is one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from BoneOligoMetLib.errors import ManifestError
+from BoneOligoMetLib.io.images import read_image
+from BoneOligoMetLib.io.suv import pet_dicom_to_suv
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("patient_id", "lesion_label", "lesions")
+CT_COLUMNS = ("ct", "ct_dicom")
+PET_COLUMNS = ("suv", "pet_dicom")
+
+
+@dataclass(frozen=True)
+class LesionEntry:
+    """One manifest row: a lesion of a case."""
+
+    row: int  # 0-based row number in the manifest (the table keeps this order)
+    lesion_label: int
+    lesions: str  # absolute path of the lesion label image
+    truth: Optional[Any] = None  # the manifest's ``label`` column, if any
+    clinical: tuple[tuple[str, Any], ...] = ()  # (clin_* column, value)
+
+
+@dataclass(frozen=True)
+class CaseEntry:
+    """The lesions of one patient (and reader) that share a CT and a PET."""
+
+    patient_id: str
+    reader: str  # "" when the manifest has no reader column
+    ct: str  # absolute path
+    ct_is_dicom: bool
+    pet: str  # absolute path: an SUV image, or a PET DICOM folder
+    pet_is_dicom: bool
+    liver_seed_lps_mm: Optional[tuple[float, float, float]]
+    lesions: tuple[LesionEntry, ...]
+
+    @property
+    def name(self) -> str:
+        return self.patient_id + (f" (reader {self.reader})" if self.reader else "")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every file or folder the case reads."""
+        paths = [self.ct, self.pet, *sorted({lesion.lesions for lesion in self.lesions})]
+        return tuple(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: str
+    cases: tuple[CaseEntry, ...]
+    clinical_columns: tuple[str, ...]  # clin_* columns in manifest order
+    has_truth: bool
+    has_reader: bool
+
+    @property
+    def n_lesions(self) -> int:
+        return sum(len(case.lesions) for case in self.cases)
+
+
+def parse_value(text: str) -> Any:
+    """A CSV cell as int, float, None (empty) or the text itself."""
+    text = text.strip()
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else None
+
+
+def _seed(text: str, where: str) -> Optional[tuple[float, float, float]]:
+    text = text.strip()
+    if not text:
+        return None
+    parts = text.replace(";", ",").replace(" ", ",").split(",")
+    try:
+        values = tuple(float(p) for p in parts if p)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ManifestError(f"{where}: liver_seed_lps_mm must be 'x,y,z' (mm), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _seed_from_record(lesions: Path) -> Optional[tuple[float, float, float]]:
+    """The phantom's ``patient.json`` beside the lesion image holds the liver seed."""
+    record = lesions.parent / "patient.json"
+    if not record.is_file():
+        return None
+    try:
+        seed = json.loads(record.read_text()).get("liver_seed_lps_mm")
+    except (OSError, ValueError):
+        return None
+    return tuple(float(v) for v in seed) if seed and len(seed) == 3 else None  # type: ignore[return-value]
+
+
+def _choose(row: dict[str, str], columns: Sequence[str], prefer_dicom: bool) -> tuple[str, bool]:
+    """(path, is_dicom) from the first non-empty of ``columns`` (DICOM first if preferred)."""
+    order = list(columns)[::-1] if prefer_dicom else list(columns)
+    for column in order:
+        value = (row.get(column) or "").strip()
+        if value:
+            return value, column.endswith("_dicom")
+    return "", False
+
+
+def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifest:
+    """Read and check a cohort manifest (see the module docstring for its columns).
+
+    ``prefer_dicom``: read ``ct_dicom``/``pet_dicom`` where both they and ``ct``/``suv`` are
+    given. Structural problems are a :class:`ManifestError` naming the row; missing image files
+    are not checked here (they fail their own case at extraction, and the run goes on).
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            rows = list(reader)
+    except OSError as error:
+        raise ManifestError(f"{path}: cannot read ({error.strerror or error})") from None
+    missing = [c for c in REQUIRED if c not in columns]
+    if not any(c in columns for c in CT_COLUMNS):
+        missing.append(" or ".join(CT_COLUMNS))
+    if not any(c in columns for c in PET_COLUMNS):
+        missing.append(" or ".join(PET_COLUMNS))
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
+    if not rows:
+        raise ManifestError(f"{path}: no rows")
+    clinical_columns = tuple(c for c in columns if c.startswith("clin_"))
+    base = path.resolve().parent
+
+    def resolve(text: str) -> str:
+        candidate = Path(text).expanduser()
+        return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+    cases: dict[tuple[str, str, str, str], list] = {}
+    seen: set[tuple[str, str, int]] = set()
+    for number, row in enumerate(rows):
+        where = f"{path} row {number + 2}"  # the header is line 1
+        patient = (row.get("patient_id") or "").strip()
+        if not patient:
+            raise ManifestError(f"{where}: empty patient_id")
+        try:
+            label = int(str(row.get("lesion_label", "")).strip())
+        except ValueError:
+            raise ManifestError(
+                f"{where}: lesion_label {row.get('lesion_label')!r} is not an integer"
+            ) from None
+        if label <= 0:
+            raise ManifestError(f"{where}: lesion_label must be > 0, got {label}")
+        reader_name = (row.get("reader") or "").strip()
+        if (patient, reader_name, label) in seen:
+            raise ManifestError(f"{where}: lesion {label} of {patient} is listed twice")
+        seen.add((patient, reader_name, label))
+        ct, ct_dicom = _choose(row, CT_COLUMNS, prefer_dicom)
+        pet, pet_dicom = _choose(row, PET_COLUMNS, prefer_dicom)
+        lesions = (row.get("lesions") or "").strip()
+        for value, name in ((ct, "CT"), (pet, "PET"), (lesions, "lesions")):
+            if not value:
+                raise ManifestError(f"{where}: no {name} path")
+        lesions_path = resolve(lesions)
+        seed = _seed(row.get("liver_seed_lps_mm") or "", where)
+        if seed is None:
+            seed = _seed_from_record(Path(lesions_path))
+        entry = LesionEntry(
+            row=number,
+            lesion_label=label,
+            lesions=lesions_path,
+            truth=parse_value(row["label"]) if "label" in columns else None,
+            clinical=tuple((c, parse_value(row.get(c) or "")) for c in clinical_columns),
+        )
+        key = (patient, reader_name, resolve(ct), resolve(pet))
+        cases.setdefault(key, []).append((entry, ct_dicom, pet_dicom, seed))
+    result = []
+    for (patient, reader_name, ct, pet), items in cases.items():
+        seeds = {seed for _, _, _, seed in items if seed is not None}
+        if len(seeds) > 1:
+            raise ManifestError(f"{path}: {patient} has different liver seeds on its rows")
+        result.append(
+            CaseEntry(
+                patient_id=patient,
+                reader=reader_name,
+                ct=ct,
+                ct_is_dicom=items[0][1],
+                pet=pet,
+                pet_is_dicom=items[0][2],
+                liver_seed_lps_mm=next(iter(seeds)) if seeds else None,
+                lesions=tuple(entry for entry, _, _, _ in items),
+            )
+        )
+    no_seed = [case.name for case in result if case.liver_seed_lps_mm is None]
+    if no_seed:
+        log.warning(
+            "%d case(s) without a liver seed (e.g. %s): their liver-ratio columns stay empty",
+            len(no_seed),
+            no_seed[0],
+        )
+    return Manifest(
+        path=str(path),
+        cases=tuple(result),
+        clinical_columns=clinical_columns,
+        has_truth="label" in columns,
+        has_reader="reader" in columns,
+    )
+
+
+def read_case_images(case: CaseEntry):
+    """A case's CT (HU) and PET as SUV: image files, or DICOM folders (PET converted to SUVbw)."""
+    import SimpleITK as sitk
+
+    ct = read_image(case.ct, modality="CT" if case.ct_is_dicom else None)
+    if case.pet_is_dicom:
+        suv, _ = pet_dicom_to_suv(case.pet)
+    else:
+        suv = read_image(case.pet, pixel_type=sitk.sitkFloat32)
+    return ct, suv

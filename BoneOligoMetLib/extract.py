@@ -144,7 +144,7 @@ def run_case(
     import SimpleITK as sitk
 
     from BoneOligoMetLib.features import lesion_feature_groups, prepare_case
-    from BoneOligoMetLib.image_io import read_image
+    from BoneOligoMetLib.manifest import read_case_lesions
 
     if threads is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
@@ -182,7 +182,7 @@ def run_case(
             prepared = prepare_case(
                 ct,
                 suv,
-                read_image(lesions_path),
+                read_case_lesions(case, lesions_path, ct),
                 liver_seed_lps_mm=case.liver_seed_lps_mm,
                 config=config,
                 name=case.name,

@@ -6,7 +6,9 @@ Columns (any order; others are ignored):
 
 - ``patient_id`` (required): rows of one patient share its CT and PET.
 - ``lesion_label`` (required): the lesion's integer label in the lesion label image.
-- ``lesions`` (required): the lesion label image (NIfTI/NRRD/MetaImage or a DICOM folder).
+- ``lesions`` (required): the lesion label image (NIfTI/NRRD/MetaImage or a DICOM folder), or
+  a DICOM RTSTRUCT or SEG file whose ROI ``lesion_roi`` names (rasterised onto the CT grid).
+- ``lesion_roi`` (optional): the lesion's ROI (RTSTRUCT) or segment (SEG) name in ``lesions``.
 - ``ct`` or ``ct_dicom``: the CT in HU (an image file, or a DICOM series folder).
 - ``suv`` or ``pet_dicom``: the PET as an SUV image, or a PET DICOM folder converted to SUVbw
   from its header (:func:`BoneOligoMetLib.suv.pet_dicom_to_suv`).
@@ -50,9 +52,10 @@ class LesionEntry:
 
     row: int  # 0-based row number in the manifest (the table keeps this order)
     lesion_label: int
-    lesions: str  # absolute path of the lesion label image
+    lesions: str  # absolute path of the lesion label image, RTSTRUCT or SEG
     truth: Optional[Any] = None  # the manifest's ``label`` column, if any
     clinical: tuple[tuple[str, Any], ...] = ()  # (clin_* column, value)
+    roi: str = ""  # the lesion's ROI / segment name when ``lesions`` is an RTSTRUCT or SEG
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,11 @@ class CaseEntry:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """Every file or folder the case reads."""
+        """Every file or folder the case reads; then, for RTSTRUCT/SEG lesions, which ROI each
+        label takes (``RS.dcm::label 1=GTV``), so that a changed ROI changes the fingerprint."""
         paths = [self.ct, self.pet, *sorted({lesion.lesions for lesion in self.lesions})]
-        return tuple(dict.fromkeys(paths))
+        rois = sorted(f"{e.lesions}::label {e.lesion_label}={e.roi}" for e in self.lesions if e.roi)
+        return tuple(dict.fromkeys(paths + rois))
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,8 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
 
     cases: dict[tuple[str, str, str, str], list] = {}
     seen: set[tuple[str, str, int]] = set()
+    roi_files: dict[tuple[str, str, str], bool] = {}  # lesion file -> rows name ROIs
+    rois_seen: dict[tuple[str, str, str], set[str]] = {}
     for number, row in enumerate(rows):
         where = f"{path} row {number + 2}"  # the header is line 1
         patient = (row.get("patient_id") or "").strip()
@@ -201,6 +208,18 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
             if not value:
                 raise ManifestError(f"{where}: no {name} path")
         lesions_path = resolve(lesions)
+        roi = (row.get("lesion_roi") or "").strip()
+        uses_rois = roi_files.setdefault((patient, reader_name, lesions_path), bool(roi))
+        if uses_rois != bool(roi):
+            raise ManifestError(
+                f"{where}: {lesions} is given with a lesion_roi on some rows of {patient} and "
+                "without on others (an RTSTRUCT/SEG needs a ROI name on every row)"
+            )
+        if roi and roi.casefold() in rois_seen.setdefault(
+            (patient, reader_name, lesions_path), set()
+        ):
+            raise ManifestError(f"{where}: ROI {roi!r} of {lesions} is listed twice for {patient}")
+        rois_seen[(patient, reader_name, lesions_path)].add(roi.casefold())
         seed = _seed(row.get("liver_seed_lps_mm") or "", where)
         if seed is None:
             seed = _seed_from_record(Path(lesions_path))
@@ -210,6 +229,7 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
             lesions=lesions_path,
             truth=parse_value(row["label"]) if "label" in columns else None,
             clinical=tuple((c, parse_value(row.get(c) or "")) for c in clinical_columns),
+            roi=roi,
         )
         key = (patient, reader_name, resolve(ct), resolve(pet))
         cases.setdefault(key, []).append((entry, ct_dicom, pet_dicom, seed))
@@ -244,3 +264,28 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
         has_truth="label" in columns,
         has_reader="reader" in columns,
     )
+
+
+def read_case_lesions(case: CaseEntry, path: str, reference: Any) -> Any:
+    """The lesion label image ``path`` of ``case`` on its own grid, or, when its rows name
+    ROIs, the RTSTRUCT/SEG ROIs rasterised onto ``reference`` (the case's CT) with the rows'
+    lesion labels. A DICOM CT's frame of reference must be the contours' (else an error)."""
+    rois = {e.lesion_label: e.roi for e in case.lesions if e.lesions == path and e.roi}
+    if not rois:
+        from BoneOligoMetLib.image_io import read_image
+
+        return read_image(path)
+    from BoneOligoMetLib.io.dicom_labels import labels_from_dicom
+
+    frame = None
+    if case.ct_is_dicom:
+        import pydicom
+
+        from BoneOligoMetLib.image_io import select_dicom_series
+
+        first = select_dicom_series(case.ct, "CT").files[0]
+        frame = str(pydicom.dcmread(first, stop_before_pixels=True).get("FrameOfReferenceUID", ""))
+    labels, _ = labels_from_dicom(
+        path, reference, list(rois.values()), labels=list(rois), frame_of_reference_uid=frame
+    )
+    return labels

@@ -59,12 +59,12 @@ def _case_patches(case, config: PatchConfig) -> list[tuple[int, dict, np.ndarray
 
     from BoneOligoMetLib.deep.patches import lesion_patches
     from BoneOligoMetLib.extract import read_case_images
-    from BoneOligoMetLib.image_io import read_image
+    from BoneOligoMetLib.manifest import read_case_lesions
 
     ct, suv = read_case_images(case)
     out = []
     for path in sorted({lesion.lesions for lesion in case.lesions}):
-        lesions = read_image(path)
+        lesions = read_case_lesions(case, path, ct)
         if lesions.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
             lesions = sitk.Cast(lesions, sitk.sitkUInt32)
         labels = [e.lesion_label for e in case.lesions if e.lesions == path]

@@ -209,17 +209,16 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
                 raise ManifestError(f"{where}: no {name} path")
         lesions_path = resolve(lesions)
         roi = (row.get("lesion_roi") or "").strip()
-        uses_rois = roi_files.setdefault((patient, reader_name, lesions_path), bool(roi))
-        if uses_rois != bool(roi):
+        file_key = (patient, reader_name, lesions_path)
+        if roi_files.setdefault(file_key, bool(roi)) != bool(roi):
             raise ManifestError(
                 f"{where}: {lesions} is given with a lesion_roi on some rows of {patient} and "
                 "without on others (an RTSTRUCT/SEG needs a ROI name on every row)"
             )
-        if roi and roi.casefold() in rois_seen.setdefault(
-            (patient, reader_name, lesions_path), set()
-        ):
+        named = rois_seen.setdefault(file_key, set())
+        if roi and roi.casefold() in named:
             raise ManifestError(f"{where}: ROI {roi!r} of {lesions} is listed twice for {patient}")
-        rois_seen[(patient, reader_name, lesions_path)].add(roi.casefold())
+        named.add(roi.casefold())
         seed = _seed(row.get("liver_seed_lps_mm") or "", where)
         if seed is None:
             seed = _seed_from_record(Path(lesions_path))

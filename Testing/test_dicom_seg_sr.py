@@ -151,8 +151,13 @@ def test_seg_frames_are_the_labels_on_each_ct_slice(exported, tmp_path):
     labels = sitk.GetArrayFromImage(read_image(folder / "lesions.nii.gz"))
     _check_seg_against_labels(out / "seg.dcm", folder / "dicom" / "CT", labels, ct)
     _check_dcmqi(out / "seg.dcm", tmp_path, labels, ct)
-    back = tmp_path / "back.nii.gz"  # and our reader gives the lesions their labels again
-    args = ["labels", "--from", str(out / "seg.dcm"), "--reference", str(folder / "dicom" / "CT")]
+    # Our reader gives the lesions their labels again, also with the SEG and SR put into the
+    # CT's folder (as a reader who keeps a study together does).
+    together = shutil.copytree(folder / "dicom" / "CT", tmp_path / "study")
+    for name in ("seg.dcm", "sr.dcm"):
+        shutil.copy(out / name, together / name)
+    back = tmp_path / "back.nii.gz"
+    args = ["labels", "--from", str(together / "seg.dcm"), "--reference", str(together)]
     assert main([*args, "-o", str(back)]) == 0
     assert np.array_equal(sitk.GetArrayFromImage(read_image(back)), labels)
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 KINDS = {RTSTRUCT_STORAGE: "RTSTRUCT", SEGMENTATION_STORAGE: "SEG"}
+NOT_IMAGES = ("SEG", "SR", "RTSTRUCT", "KO", "PR", "REG")  # modalities that are no image grid
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,27 @@ def choose_names(available: Sequence[str], wanted: Sequence[str], source: object
 def read_reference(
     path: PathLike, series_uid: Optional[str] = None
 ) -> tuple[sitk.Image, Optional[str]]:
-    """(reference image, its FrameOfReferenceUID when it is a DICOM series, else None)."""
-    from BoneOligoMetLib.image_io import read_dicom_series, read_image, select_dicom_series
+    """(reference image, its FrameOfReferenceUID when it is a DICOM series, else None).
+
+    In a folder, the one image series is taken (SEG, SR and RTSTRUCT files beside it, as after
+    an export, do not count); ``series_uid`` picks one of several."""
+    from BoneOligoMetLib.image_io import (
+        list_dicom_series,
+        read_dicom_series,
+        read_image,
+        select_dicom_series,
+    )
 
     path = Path(path)
     if not path.is_dir():
         return read_image(path), None
     import pydicom
 
-    series = select_dicom_series(path, None, series_uid)
+    images = [s for s in list_dicom_series(path) if s.modality.upper() not in NOT_IMAGES]
+    if series_uid is None and len(images) == 1:
+        series = images[0]
+    else:  # the error lists the series
+        series = select_dicom_series(path, None, series_uid)
     image = read_dicom_series(series)
     header = pydicom.dcmread(series.files[0], stop_before_pixels=True)
     return image, str(header.get("FrameOfReferenceUID", "")) or None

@@ -187,11 +187,13 @@ def labels_on_series(
         return sitk.GetArrayFromImage(labels), False
     if series.grid is not None:
         require_overlap(series.grid, labels, ("CT", name))
-    log.warning(
-        "%s (%s) is not on the CT grid: resampled nearest-neighbour onto the CT slices",
-        name,
-        describe_grid(labels),
-    )
+        log.warning(
+            "%s (%s) is not on the CT grid: resampled nearest-neighbour onto the CT slices",
+            name,
+            describe_grid(labels),
+        )
+    else:
+        log.warning("unevenly spaced CT slices: %s sampled nearest-neighbour on each", name)
     thickness = float(series.grid.GetSpacing()[2]) if series.grid is not None else 1.0
     planes = []
     for ds in series.datasets:

@@ -266,7 +266,12 @@ def build_seg(
             )
         )
         segments.append(SegmentRecord(number, f"Lesion {label}", label, tracking_uid, tracking_id))
-    pixels = np.stack([frames == label for label in labels], axis=-1).astype(np.uint8)
+    # A label map of segment numbers (lesions never overlap): a quarter of the memory of one
+    # plane per segment on a whole-body CT.
+    dtype = np.uint8 if len(labels) < 256 else np.uint16
+    numbers = np.zeros(int(max(int(frames.max()), *labels)) + 1, dtype=dtype)
+    numbers[list(labels)] = np.arange(1, len(labels) + 1)
+    pixels = numbers[frames]
     seg = hd.seg.Segmentation(
         source_images=list(series.datasets),
         pixel_array=pixels,

@@ -276,7 +276,12 @@ def rasterise_roi(roi: RoiContours, reference: sitk.Image) -> np.ndarray:
         grid = np.stack([ii.ravel(), jj.ravel(), np.full(ii.size, k)], axis=1).astype(float)
         centres = origin + (grid * spacing) @ direction.T
         along = centres @ normal
-        nearest = np.abs(along[:, None] - plane_offsets[None, :]).argmin(axis=1)
+        nearest = np.zeros(len(along), dtype=int)
+        if len(plane_offsets) > 1:  # the nearer of the planes around each centre (tie: lower)
+            above = np.clip(np.searchsorted(plane_offsets, along), 1, len(plane_offsets) - 1)
+            below = above - 1
+            upper = np.abs(plane_offsets[above] - along) < np.abs(along - plane_offsets[below])
+            nearest = np.where(upper, above, below)
         near = np.abs(along - plane_offsets[nearest]) <= half + 1e-9
         inside = np.zeros(len(centres), dtype=bool)
         for plane in np.unique(nearest[near]):

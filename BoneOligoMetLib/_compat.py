@@ -29,7 +29,7 @@ MOVED = {
     "demo_bundle": "synthetic.demo_bundle",
     "dicom_ct": "synthetic.dicom_ct",
     "dicom_pet": "synthetic.dicom_pet",
-    "dicom_series": "synthetic.dicom_series",
+    "dicom_series": "io.dicom_writer",
     "dicom_tags": "io.dicom_tags",
     "evaluation": "models.evaluation",
     "extract": "features.cohort",

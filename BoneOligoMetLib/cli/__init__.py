@@ -28,6 +28,8 @@ COMMANDS = {
     "train-deep": "train_deep",
     "train": "train",
     "classify": "classify",
+    "labels": "labels",
+    "export-dicom": "export_dicom",
 }
 
 

@@ -25,8 +25,8 @@ from BoneOligoMetLib.deep.config import MODALITIES, PatchConfig, TrainConfig
 from BoneOligoMetLib.deep.patches import lesion_patches
 from BoneOligoMetLib.errors import BoneOligoMetError, Progress
 from BoneOligoMetLib.io.files import case_fingerprint
-from BoneOligoMetLib.io.images import read_image
 from BoneOligoMetLib.io.manifest import read_case_images, read_manifest
+from BoneOligoMetLib.lesions.dicom_labels import read_case_lesions
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _case_patches(case, config: PatchConfig) -> list[tuple[int, dict, np.ndarray
     ct, suv = read_case_images(case)
     out = []
     for path in sorted({lesion.lesions for lesion in case.lesions}):
-        lesions = read_image(path)
+        lesions = read_case_lesions(case, path, ct)
         if lesions.GetPixelID() not in (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32):
             lesions = sitk.Cast(lesions, sitk.sitkUInt32)
         labels = [e.lesion_label for e in case.lesions if e.lesions == path]

@@ -14,8 +14,8 @@ from BoneOligoMetLib.features.row import lesion_feature_groups, prepare_case
 from BoneOligoMetLib.features.store import (
     PartStore,
 )
-from BoneOligoMetLib.io.images import read_image
 from BoneOligoMetLib.io.manifest import CaseEntry, read_case_images
+from BoneOligoMetLib.lesions.dicom_labels import read_case_lesions
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def run_case(
             prepared = prepare_case(
                 ct,
                 suv,
-                read_image(lesions_path),
+                read_case_lesions(case, lesions_path, ct),
                 liver_seed_lps_mm=case.liver_seed_lps_mm,
                 config=config,
                 name=case.name,

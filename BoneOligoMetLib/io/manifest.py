@@ -6,7 +6,9 @@ Columns (any order; others are ignored):
 
 - ``patient_id`` (required): rows of one patient share its CT and PET.
 - ``lesion_label`` (required): the lesion's integer label in the lesion label image.
-- ``lesions`` (required): the lesion label image (NIfTI/NRRD/MetaImage or a DICOM folder).
+- ``lesions`` (required): the lesion label image (NIfTI/NRRD/MetaImage or a DICOM folder), or
+  a DICOM RTSTRUCT or SEG file whose ROI ``lesion_roi`` names (rasterised onto the CT grid).
+- ``lesion_roi`` (optional): the lesion's ROI (RTSTRUCT) or segment (SEG) name in ``lesions``.
 - ``ct`` or ``ct_dicom``: the CT in HU (an image file, or a DICOM series folder).
 - ``suv`` or ``pet_dicom``: the PET as an SUV image, or a PET DICOM folder converted to SUVbw
   from its header (:func:`BoneOligoMetLib.io.suv.pet_dicom_to_suv`).
@@ -48,9 +50,10 @@ class LesionEntry:
 
     row: int  # 0-based row number in the manifest (the table keeps this order)
     lesion_label: int
-    lesions: str  # absolute path of the lesion label image
+    lesions: str  # absolute path of the lesion label image, RTSTRUCT or SEG
     truth: Optional[Any] = None  # the manifest's ``label`` column, if any
     clinical: tuple[tuple[str, Any], ...] = ()  # (clin_* column, value)
+    roi: str = ""  # the lesion's ROI / segment name when ``lesions`` is an RTSTRUCT or SEG
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,11 @@ class CaseEntry:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """Every file or folder the case reads."""
+        """Every file or folder the case reads; then, for RTSTRUCT/SEG lesions, which ROI each
+        label takes (``RS.dcm::label 1=GTV``), so that a changed ROI changes the fingerprint."""
         paths = [self.ct, self.pet, *sorted({lesion.lesions for lesion in self.lesions})]
-        return tuple(dict.fromkeys(paths))
+        rois = sorted(f"{e.lesions}::label {e.lesion_label}={e.roi}" for e in self.lesions if e.roi)
+        return tuple(dict.fromkeys(paths + rois))
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,8 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
 
     cases: dict[tuple[str, str, str, str], list] = {}
     seen: set[tuple[str, str, int]] = set()
+    roi_files: dict[tuple[str, str, str], bool] = {}  # lesion file -> rows name ROIs
+    rois_seen: dict[tuple[str, str, str], set[str]] = {}
     for number, row in enumerate(rows):
         where = f"{path} row {number + 2}"  # the header is line 1
         patient = (row.get("patient_id") or "").strip()
@@ -199,6 +206,17 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
             if not value:
                 raise ManifestError(f"{where}: no {name} path")
         lesions_path = resolve(lesions)
+        roi = (row.get("lesion_roi") or "").strip()
+        file_key = (patient, reader_name, lesions_path)
+        if roi_files.setdefault(file_key, bool(roi)) != bool(roi):
+            raise ManifestError(
+                f"{where}: {lesions} is given with a lesion_roi on some rows of {patient} and "
+                "without on others (an RTSTRUCT/SEG needs a ROI name on every row)"
+            )
+        named = rois_seen.setdefault(file_key, set())
+        if roi and roi.casefold() in named:
+            raise ManifestError(f"{where}: ROI {roi!r} of {lesions} is listed twice for {patient}")
+        named.add(roi.casefold())
         seed = _seed(row.get("liver_seed_lps_mm") or "", where)
         if seed is None:
             seed = _seed_from_record(Path(lesions_path))
@@ -208,6 +226,7 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
             lesions=lesions_path,
             truth=parse_value(row["label"]) if "label" in columns else None,
             clinical=tuple((c, parse_value(row.get(c) or "")) for c in clinical_columns),
+            roi=roi,
         )
         key = (patient, reader_name, resolve(ct), resolve(pet))
         cases.setdefault(key, []).append((entry, ct_dicom, pet_dicom, seed))

@@ -15,7 +15,7 @@ from typing import Optional, Union
 import numpy as np
 import SimpleITK as sitk
 
-from BoneOligoMetLib.synthetic.dicom_series import (
+from BoneOligoMetLib.io.dicom_writer import (
     UidSource,
     save_dataset,
     set_identity,

@@ -33,7 +33,7 @@ from BoneOligoMetLib.io.dicom_tags import (
     PHILIPS_SUV_FACTOR,
     average_count_time_s,
 )
-from BoneOligoMetLib.synthetic.dicom_series import (
+from BoneOligoMetLib.io.dicom_writer import (
     UidSource,
     dicom_datetime,
     dicom_time,

@@ -12,9 +12,9 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from BoneOligoMetLib.io.dicom_writer import UidSource
 from BoneOligoMetLib.synthetic.dicom_ct import write_ct_series
 from BoneOligoMetLib.synthetic.dicom_pet import write_pet_series
-from BoneOligoMetLib.synthetic.dicom_series import UidSource
 
 if TYPE_CHECKING:
     from BoneOligoMetLib.synthetic.phantom.patient import SyntheticPatient

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps
+from BoneOligoMetLib.protocol import LIVER_SPHERE_DIAMETER_MM, SUV_THRESHOLD
 
 HELP = "metabolic parameters per lesion (SUVmax/mean/peak, MTV, TLG, liver ratio, HU)"
 OUTPUTS = {"output": "file"}
@@ -46,10 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ras", action="store_true", help="--liver-seed is in Slicer RAS, not ITK LPS"
     )
     parser.add_argument(
-        "--liver-diameter", type=float, default=30.0, help="liver sphere diameter, mm (30)"
+        "--liver-diameter",
+        type=float,
+        default=LIVER_SPHERE_DIAMETER_MM,
+        help="liver sphere diameter, mm (30, §2.3)",
     )
     parser.add_argument(
-        "--threshold", type=float, default=2.2, help="MTV/TLG SUV threshold (2.2, §2.3)"
+        "--threshold", type=float, default=SUV_THRESHOLD, help="MTV/TLG SUV threshold (2.2, §2.3)"
     )
     parser.add_argument(
         "--weighting",

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps
+from BoneOligoMetLib.protocol import SUV_THRESHOLD
 
 HELP = "segment bone lesions from seed points: SUV ≥ 2.2 region within bone (§2.3)"
 OUTPUTS = {"output": "image"}
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     threshold = parser.add_mutually_exclusive_group()
     threshold.add_argument(
-        "--threshold", type=float, default=2.2, help="absolute SUV threshold (2.2, §2.3)"
+        "--threshold", type=float, default=SUV_THRESHOLD, help="absolute SUV threshold (2.2, §2.3)"
     )
     threshold.add_argument(
         "--relative",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from BoneOligoMetLib.protocol import TEST_FRACTION
+
 HELP = "fit and evaluate the study's models (groups × classifiers) on a feature table"
 OUTPUTS = {"out": "folder"}
 
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-fraction",
         type=float,
-        default=0.3,
+        default=TEST_FRACTION,
         metavar="F",
         help="share of lesions in the test set, split by patient (default 0.3: the study's 7:3)",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from BoneOligoMetLib.cli._common import parse_device
+from BoneOligoMetLib.protocol import TEST_FRACTION
 
 HELP = "train the BasicNet deep-feature networks (CT, PET) on a cohort manifest"
 OUTPUTS = {"out": "folder"}
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, metavar="N", help="data-loader workers")
     parser.add_argument("--seed", type=int, metavar="S", help="training seed")
     parser.add_argument(
-        "--test-fraction", type=float, default=0.3, metavar="F",
+        "--test-fraction", type=float, default=TEST_FRACTION, metavar="F",
         help="held-out patients (0.3: the study's 7:3); 0 trains on all",
     )  # fmt: skip
     parser.add_argument("--split-seed", type=int, default=0, metavar="S")

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Optional
 
 from BoneOligoMetLib.errors import DeepConfigError, check_keys
+from BoneOligoMetLib.protocol import CLASS_WEIGHTS
 
 MODALITIES = ("ct", "pet")
 
@@ -96,7 +97,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     lr_decay: float = 0.995
     focal_gamma: float = 2.0
-    class_weights: tuple[float, float] = (0.3, 0.7)
+    class_weights: tuple[float, float] = CLASS_WEIGHTS
     seg_weight: float = 0.5
     validate_every: int = 10
     patience: int = 5  # evaluations without improvement before stopping

@@ -32,6 +32,7 @@ from BoneOligoMetLib.deep.train import binary_metrics, plot_history, train_netwo
 from BoneOligoMetLib.errors import BoneOligoMetError, Progress
 from BoneOligoMetLib.io.tables import write_csv
 from BoneOligoMetLib.models.splits import patient_split
+from BoneOligoMetLib.protocol import TEST_FRACTION
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def train_deep(
     config: DeepConfig,
     *,
     modalities: Sequence[str] = MODALITIES,
-    test_fraction: float = 0.3,
+    test_fraction: float = TEST_FRACTION,
     split_seed: int = 0,
     device: Optional[str] = None,
     init: Optional[Union[str, Path]] = None,

@@ -60,11 +60,11 @@ from BoneOligoMetLib.lesions.metabolic import (
     liver_sphere,
     measure_binary,
 )
+from BoneOligoMetLib.protocol import MAX_LESIONS
 
 log = logging.getLogger(__name__)
 
 # DESIGN.md: oligometastatic disease has at most 5 bone lesions.
-OLIGO_MAX_LESIONS = 5
 
 
 # --- the whole images, once per patient ---------------------------------------------------
@@ -119,12 +119,12 @@ def prepare_case(
         regions = label_regions(lesions)
     except BoneOligoMetError as error:
         raise type(error)(f"{name}: {error}") from None
-    if len(regions) > OLIGO_MAX_LESIONS:
+    if len(regions) > MAX_LESIONS:
         log.warning(
             "%s: %d lesions, more than the %d of oligometastatic disease",
             name,
             len(regions),
-            OLIGO_MAX_LESIONS,
+            MAX_LESIONS,
         )
     return PreparedCase(ct, suv, lesions, regions, liver, name)
 

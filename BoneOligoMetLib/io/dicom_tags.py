@@ -41,34 +41,45 @@ def average_count_time_s(frame_duration_s: float, half_life_s: float) -> float:
     )
 
 
-def parse_dicom_time(text: str) -> Optional[dt.time]:
-    """DICOM TM (``HH[MM[SS[.F]]]``, legacy ``HH:MM:SS``) as a time; None if it is not one."""
-    match = re.fullmatch(r"(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?", text.strip().replace(":", ""))
-    if not match:
-        return None
-    hours, minutes, seconds, fraction = match.groups()
+def _valuerep(kind: str, text: str) -> Any:
+    """pydicom's reading of a ``DA``/``TM``/``DT`` string, or None when it is not one."""
+    from pydicom import valuerep
+
     try:
-        return dt.time(
-            int(hours), int(minutes or 0), int(seconds or 0), int((fraction or "0").ljust(6, "0"))
-        )
-    except ValueError:
+        with warnings.catch_warnings():  # a leap second "60" is read as 59, with a warning
+            warnings.simplefilter("ignore")
+            return getattr(valuerep, kind)(text) if text else None
+    except (ValueError, TypeError, OverflowError):
         return None
+
+
+def parse_dicom_time(text: str) -> Optional[dt.time]:
+    """DICOM TM (``HH[MM[SS[.F]]]``; the legacy ``HH:MM:SS`` too) as a time; None if it is not
+    one. Read by :class:`pydicom.valuerep.TM`."""
+    value = _valuerep("TM", text.strip().replace(":", ""))
+    return (
+        None
+        if value is None
+        else dt.time(value.hour, value.minute, value.second, value.microsecond)
+    )
 
 
 def parse_dicom_date(text: str) -> Optional[dt.date]:
-    """DICOM DA (``YYYYMMDD``, legacy ``YYYY.MM.DD``) as a date; None if it is not one."""
-    try:
-        return dt.datetime.strptime(text.strip().replace(".", ""), "%Y%m%d").date()
-    except ValueError:
-        return None
+    """DICOM DA (``YYYYMMDD``, legacy ``YYYY.MM.DD``) as a date; None if it is not one. Read by
+    :class:`pydicom.valuerep.DA`."""
+    value = _valuerep("DA", text.strip())
+    return None if value is None else dt.date(value.year, value.month, value.day)
 
 
 def parse_dicom_datetime(text: str) -> Optional[dt.datetime]:
-    """DICOM DT (``YYYYMMDD[HHMMSS[.F]][&ZZXX]``), naive: the UTC offset is dropped."""
-    text = re.sub(r"[+-]\d{4}$", "", text.strip())
-    day = parse_dicom_date(text[:8]) if len(text) >= 8 else None
-    clock = parse_dicom_time(text[8:]) if len(text) > 8 else dt.time()
-    return dt.datetime.combine(day, clock) if day and clock is not None else None
+    """DICOM DT (``YYYYMMDD[HHMMSS[.F]][&ZZXX]``) as a naive datetime (the UTC offset is
+    dropped, as the scanner's times are local); None if it is not one. Read by
+    :class:`pydicom.valuerep.DT`."""
+    text = text.strip()
+    if len(re.sub(r"[+-]\d{4}$", "", text)) < 8:  # a year or month alone places no scan in time
+        return None
+    value = _valuerep("DT", text)
+    return None if value is None else dt.datetime(*value.timetuple()[:6], value.microsecond)
 
 
 def tag_label(keyword: str) -> str:

@@ -45,13 +45,14 @@ from BoneOligoMetLib.image.peak import (
     sphere_weights,
 )
 from BoneOligoMetLib.image.units import require_hu, require_suv
+from BoneOligoMetLib.protocol import LIVER_SPHERE_DIAMETER_MM, MAX_LESIONS, SUV_THRESHOLD
 
 log = logging.getLogger(__name__)
 
 # §2.3: semi-automatic PET ROIs and MTV use an absolute threshold of SUV 2.2.
-MTV_THRESHOLD_SUV = 2.2
+MTV_THRESHOLD_SUV = SUV_THRESHOLD
 # §2.3: the physiologic liver background is read in a 3 cm sphere.
-LIVER_DIAMETER_MM = 30.0
+LIVER_DIAMETER_MM = LIVER_SPHERE_DIAMETER_MM
 # A PET voxel belongs to the lesion when at least this fraction of it is covered by the mask.
 MIN_COVERAGE = 0.5
 # Supersampling of each PET voxel when a mask on another grid is mapped to the PET.
@@ -452,7 +453,7 @@ def metabolic_table(
         require_overlap(ct, suv, ("CT", "PET"))
     regions = label_regions(lesions, "lesion label image")
     labels = sorted(regions)
-    if len(labels) > 5:
+    if len(labels) > MAX_LESIONS:
         log.warning("%d lesions: more than the 5 of an oligometastatic disease", len(labels))
     liver = None
     if liver_seed_lps is not None:

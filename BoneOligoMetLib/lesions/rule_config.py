@@ -9,6 +9,7 @@ from BoneOligoMetLib.errors import BoneOligoMetError, check_keys
 from BoneOligoMetLib.image.bone import (
     BoneConfig,
 )
+from BoneOligoMetLib.protocol import LIVER_SPHERE_DIAMETER_MM, MAX_LESIONS, PART_MIN_FRACTION
 
 STATUSES = ("pass", "warn", "fail", "info")
 
@@ -18,7 +19,7 @@ class RuleConfig:
     """Every threshold of the ROI rule checks, with the reason for its default."""
 
     # DESIGN: oligometastatic disease is ≤ 5 bone lesions; warn above.
-    max_lesions: int = 5
+    max_lesions: int = MAX_LESIONS
     # Mask fraction outside bone that warns: a lytic lesion's soft-tissue component is
     # legitimate, more than a quarter of the ROI outside bone usually is not.
     max_outside_bone_fraction: float = 0.25
@@ -33,7 +34,7 @@ class RuleConfig:
     not_bone_fraction: float = 0.5
     not_bone_distance_mm: float = 10.0
     # §2.3: necrotic / calcified parts over 10 % of the lesion volume are included.
-    part_min_fraction: float = 0.10
+    part_min_fraction: float = PART_MIN_FRACTION
     # A part counts as "inside the ROI" when what lies outside is below this lesion fraction.
     part_outside_tolerance: float = 0.01
     # Necrotic core (DESIGN: soft tissue 10–40 HU, photopenic); the steps are in the module
@@ -76,7 +77,7 @@ class RuleConfig:
     # Parts the ROI left out are searched this far around it (calcified) or in its holes.
     neighbourhood_mm: float = 3.0
     # §2.3: the liver reference is a 3 cm sphere.
-    liver_diameter_mm: float = 30.0
+    liver_diameter_mm: float = LIVER_SPHERE_DIAMETER_MM
     # Bone mask (see BoneOligoMetLib.bone).
     bone_threshold_hu: float = BoneConfig.threshold_hu
     bone_closing_mm: float = BoneConfig.closing_mm

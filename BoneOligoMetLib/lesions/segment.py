@@ -81,10 +81,11 @@ from BoneOligoMetLib.image.geometry import (
 )
 from BoneOligoMetLib.image.units import require_hu, require_suv
 from BoneOligoMetLib.lesions.refine import RefineConfig, _refine_petct
+from BoneOligoMetLib.protocol import SUV_THRESHOLD
 
 log = logging.getLogger(__name__)
 
-THRESHOLD_SUV = 2.2  # §2.3: absolute SUV threshold of the semi-automatic PET ROI
+THRESHOLD_SUV = SUV_THRESHOLD  # §2.3: absolute SUV threshold of the semi-automatic PET ROI
 SEARCH_RADIUS_MM = 30.0
 RELATIVE_THRESHOLD = 0.41  # the common "41 % of SUVmax" alternative (EANM)
 # A seed farther than this from bone is in soft tissue (a reader clicks on the lesion).

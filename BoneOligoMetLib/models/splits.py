@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from BoneOligoMetLib.errors import SplitError
+from BoneOligoMetLib.protocol import TEST_FRACTION
 
 
 def _check(labels: np.ndarray, groups: np.ndarray, name: str) -> None:
@@ -25,7 +26,7 @@ def _check(labels: np.ndarray, groups: np.ndarray, name: str) -> None:
 def patient_split(
     labels: Sequence[int],
     patients: Sequence[str],
-    test_fraction: float = 0.3,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     name: str = "split",
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -290,22 +290,20 @@ def _z(level: float) -> float:
 
 
 def wilson_ci(successes: int, total: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (Wilson 1927; Newcombe 1998 method 3).
+    """Wilson score interval of a proportion (Wilson 1927; Newcombe 1998 method 3), by
+    scipy's ``binomtest(...).proportion_ci(method="wilson")``.
 
     ``(nan, nan)`` when ``total`` is 0.
     """
+    from scipy.stats import binomtest
+
     _check_level(level)
     if not 0 <= successes <= total:
         raise StatsError(f"successes must lie in 0..total, found {successes} of {total}")
     if total == 0:
         return math.nan, math.nan
-    z = _z(level)
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z / (1 + z * z / total) * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-    low = 0.0 if successes == 0 else max(centre - half, 0.0)
-    high = 1.0 if successes == total else min(centre + half, 1.0)
-    return low, high
+    interval = binomtest(int(successes), int(total)).proportion_ci(level, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def youden_threshold(y_true: Any, score: Any, *, pos_label: Any = None) -> float:
@@ -464,17 +462,16 @@ def calibration(
         )
     if n_bins < 1:
         raise StatsError(f"n_bins must be at least 1, found {n_bins}")
+    if strategy not in ("uniform", "quantile"):
+        raise StatsError(f"strategy must be 'uniform' or 'quantile', found {strategy!r}")
+    from sklearn.calibration import calibration_curve
+
+    observed, predicted = calibration_curve(positive, prob, n_bins=n_bins, strategy=strategy)
+    # The count per bin, with calibration_curve's own bins (right-closed, as searchsorted).
     if strategy == "uniform":
         edges = np.linspace(0.0, 1.0, n_bins + 1)
-    elif strategy == "quantile":
-        edges = np.quantile(prob, np.linspace(0.0, 1.0, n_bins + 1))
     else:
-        raise StatsError(f"strategy must be 'uniform' or 'quantile', found {strategy!r}")
-    bins = np.searchsorted(edges[1:-1], prob)  # right-closed bins, as sklearn
-    counts = np.bincount(bins, minlength=n_bins)
-    sums = np.bincount(bins, weights=prob, minlength=n_bins)
-    hits = np.bincount(bins, weights=positive.astype(float), minlength=n_bins)
+        edges = np.quantile(prob, np.linspace(0.0, 1.0, n_bins + 1))
+    counts = np.bincount(np.searchsorted(edges[1:-1], prob), minlength=n_bins)
     keep = counts > 0
-    return Calibration(
-        sums[keep] / counts[keep], hits[keep] / counts[keep], counts[keep], np.asarray(edges)
-    )
+    return Calibration(predicted, observed, counts[keep], np.asarray(edges))

@@ -29,6 +29,7 @@ from BoneOligoMetLib.models.groups import (
 from BoneOligoMetLib.models.splits import patient_folds, patient_split
 from BoneOligoMetLib.models.stats import delong_test
 from BoneOligoMetLib.models.table import LESION_COLUMN, PATIENT_COLUMN, FeatureTable
+from BoneOligoMetLib.protocol import TEST_FRACTION
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def run_grid(
     classifiers: Optional[Sequence[str]] = None,
     *,
     config: Optional[ModelConfig] = None,
-    test_fraction: float = 0.3,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     cv: int = 0,
     external: Optional[FeatureTable] = None,

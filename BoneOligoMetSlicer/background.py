@@ -7,6 +7,7 @@ of ``slicer.util.launchConsoleProcess`` exists in every supported Slicer (5.8+);
 the output and a QTimer hands it to the GUI thread.
 """
 
+import json
 import logging
 import os
 import queue
@@ -149,3 +150,38 @@ def startWorker(folder, segmentIds, device, onProgress=None, onCompleted=None):
     )
     job.start()
     return job
+
+
+def startClassification(images, job, segmentIds, onProgress=None, onCompleted=None):
+    """Writes a job folder (``images``: role -> SimpleITK image, as NRRD; ``job.json``) and
+    starts the worker on it; returns the job."""
+    from BoneOligoMetLib.image_io import write_image
+
+    folder = slicer.util.tempDirectory("BoneOligoMet-classify-")
+    job = dict(job)
+    for role, image in images.items():
+        write_image(image, os.path.join(folder, f"{role}.nrrd"), compress=False)
+        job[role] = f"{role}.nrrd"
+    with open(os.path.join(folder, "job.json"), "w", encoding="utf-8") as handle:
+        json.dump(job, handle, indent=1)
+    return startWorker(folder, segmentIds, job["device"], onProgress, onCompleted)
+
+
+def readResult(job):
+    """A finished job's (summary, overlay image); None when it was cancelled.
+
+    Raises RuntimeError with the worker's message when it failed. The job folder is deleted.
+    """
+    from BoneOligoMetLib.image_io import read_image
+
+    try:
+        if job.cancelled:
+            return None
+        if job.returnCode != 0 or job.resultFile is None:
+            detail = job.errorMessage or "\n".join(job.log[-10:])
+            raise RuntimeError(f"The classifier stopped (status {job.returnCode}): {detail}")
+        with open(job.resultFile, encoding="utf-8") as handle:
+            summary = json.load(handle)
+        return summary, read_image(os.path.join(job.folder, summary["overlay"]))
+    finally:
+        shutil.rmtree(job.folder, ignore_errors=True)

@@ -428,7 +428,7 @@ def test_synthetic_patient_becomes_ct_suv_points_and_clinical_values(loaded):
     assert node.liverPoint.GetNumberOfControlPoints() == 1
     assert node.subtype in module.SUBTYPES
     assert node.age > 0
-    clinical = module._readTable(node.lesionClinicalTable)
+    clinical = module.mrml.readTable(node.lesionClinicalTable)
     assert [row["segment"] for row in clinical] == ["Lesion 1", "Lesion 2", "Lesion 3"]
     assert all(row["site"] for row in clinical)
     layers = calls["layers"][-1]
@@ -465,7 +465,7 @@ def test_seeds_rules_parts_and_jump(loaded):
     assert segments.GetNumberOfSegments() == 3
 
     report = logic.checkRules(node)
-    rows = module._readTable(node.ruleTable)
+    rows = module.mrml.readTable(node.ruleTable)
     assert len(rows) == len(report.checks)
     assert rows[0]["segment"] == module.PATIENT_ROW
     assert {row["segment"] for row in rows[1:]} == {"Lesion 1", "Lesion 2", "Lesion 3"}
@@ -489,7 +489,7 @@ def test_a_new_lesion_gets_its_bone_change_from_the_ct(loaded):
     logic.segmentFromSeeds(node)
     node.lesionClinicalTable.RemoveAllColumns()  # forget the sample's values
     logic.updateLesionClinicalTable(node)
-    rows = module._readTable(node.lesionClinicalTable)
+    rows = module.mrml.readTable(node.lesionClinicalTable)
     assert {row["bone_change"] for row in rows} <= {"osteolytic", "mixed", "osteogenic"}
     assert all(row["site"] == "" for row in rows)
 
@@ -517,7 +517,7 @@ def test_results_table_overlay_and_legend(loaded):
         "bundle_name": "demo",
     }
     logic._showClassification(node, summary, overlay, segment_ids)
-    rows = module._readTable(node.resultsTable)
+    rows = module.mrml.readTable(node.resultsTable)
     assert [row["segment"] for row in rows] == ["Lesion 1", "Lesion 2", "Lesion 3"]
     assert [row["label"] for row in rows] == ["malignant", "benign", "malignant"]
     assert list(rows[0])[:4] == list(module.RESULT_COLUMNS)
@@ -526,7 +526,7 @@ def test_results_table_overlay_and_legend(loaded):
     assert node.deviceStatus == "Ran on cpu"
     volume = node.probabilityVolume
     assert volume.array.max() == pytest.approx(0.9)
-    assert volume.display.ColorNodeID == logic._probabilityColorNode().GetID()
+    assert volume.display.ColorNodeID == module.display.probabilityColorNode().GetID()
     assert volume.legend.Visibility is True
     assert volume.legend.TitleText == "Malignancy probability"
 
@@ -576,13 +576,12 @@ def test_export_writes_the_ct_grid_labels_and_tables(loaded, tmp_path):
 
 def test_dependency_plan_and_install_keep_slicer_packages(fake_slicer, monkeypatch):
     module, _, calls = fake_slicer
-    logic = module.BoneOligoMetLogic()
-    plan = logic.installPlan(["torch>=2.2", "pyradiomics>=3.0.1", "skops>=0.10"])
+    plan = module.dependencies.installPlan(["torch>=2.2", "pyradiomics>=3.0.1", "skops>=0.10"])
     assert "PyTorch extension" in plan[0]
     assert "SlicerRadiomics" in plan[1]
     assert plan[2].endswith("pip")
     with pytest.raises(RuntimeError, match="SlicerRadiomics") as error:
-        logic.installClassifierPackages(["pyradiomics>=3.0.1", "torch>=2.2", "skops>=0.10"])
+        module.dependencies.installPackages(["pyradiomics>=3.0.1", "torch>=2.2", "skops>=0.10"])
     assert "PyTorch extension" in str(error.value)  # no PyTorchUtils here: named, not pip'ed
     (arguments,) = calls["pip"]
     assert arguments[0] == "skops>=0.10"
@@ -632,7 +631,7 @@ def test_classification_through_the_background_worker(loaded):
     assert summary is not None, job.errorMessage
     assert progress
     assert progress[-1] == 1.0
-    rows = module._readTable(node.resultsTable)
+    rows = module.mrml.readTable(node.resultsTable)
     assert [row["segment"] for row in rows] == ["Lesion 1", "Lesion 2", "Lesion 3"]
     assert all(0.0 <= float(row["probability"]) <= 1.0 for row in rows)
     assert summary["synthetic"] is True

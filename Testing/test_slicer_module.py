@@ -32,7 +32,7 @@ HEAVY = ("torch", "monai", "sklearn", "radiomics", "SimpleITK", "scipy", "numpy"
 # What the module and its helpers may import at their top level: standard library, Slicer's own
 # modules, the helper package.
 TOP_LEVEL_ALLOWED = {
-    "importlib", "json", "logging", "numbers", "os", "queue", "shutil", "sys", "threading",
+    "csv", "importlib", "json", "logging", "numbers", "os", "queue", "shutil", "sys", "threading",
     "time", "typing", "qt", "vtk", "slicer", "BoneOligoMetSlicer",
 }  # fmt: skip
 

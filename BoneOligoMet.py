@@ -15,6 +15,7 @@ packages are checked and, after asking, installed by ``BoneOligoMetSlicer.depend
 """
 
 import importlib
+import json
 import logging
 import os
 from typing import Annotated, Optional
@@ -55,6 +56,20 @@ PATIENT_ROW = "(patient)"  # the rule table's row of patient-level checks (lesio
 RESULT_COLUMNS = ("segment", "lesion", "probability", "label")
 RULE_COLUMNS = ("segment", "lesion", "rule", "status", "value", "threshold", "unit", "message")
 CLINICAL_COLUMNS = ("segment", "lesion", "site", "bone_change")
+# Slicer 5.8: parameterNodeWrapper's QLabel <-> str connector (the status lines) and Python 3.9.
+MINIMUM_SLICER = (5, 8)
+MINIMUM_SLICER_TEXT = "5.8"
+DOCUMENTATION_URL = "https://github.com/BoneOligoMet/BoneOligoMet#3d-slicer"
+
+
+def unsupportedSlicerMessage() -> Optional[str]:
+    """One line when this Slicer is older than MINIMUM_SLICER, else None."""
+    version = (slicer.app.majorVersion, slicer.app.minorVersion)
+    if version >= MINIMUM_SLICER:
+        return None
+    return _("BoneOligoMet needs Slicer {needed} or later; this is Slicer {found}.").format(
+        needed=MINIMUM_SLICER_TEXT, found=f"{version[0]}.{version[1]}"
+    )
 
 
 def registerSampleData():
@@ -93,12 +108,16 @@ class BoneOligoMet(ScriptedLoadableModule):
             "oligometastases: fused PET/CT display, lesion delineation by the study's ROI rules "
             "(SUV 2.2 seed growing, rule checks), one-click classification with a probability "
             "overlay, and .nii.gz export. Research software: the packaged model is trained on "
-            "synthetic data and is not for clinical use."
-        )
+            "synthetic data and is not for clinical use. Needs Slicer {version} or later. "
+            'See the <a href="{url}">documentation</a>.'
+        ).format(version=MINIMUM_SLICER_TEXT, url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
-            "Reproduces the protocol of a published PET/CT radiomics and deep-learning study of "
-            "breast-cancer bone oligometastases; built on pyradiomics, SimpleITK and PyTorch. "
-            "The panel's structure follows Slicer's scripted-module template."
+            "Reproduces the protocol of the published study of a deep learning radiomics (DLR) "
+            "model that integrates 18F-FDG PET/CT radiomics, BasicNet deep features and "
+            "clinical and metabolic parameters to predict bone oligometastases (5 or fewer "
+            "lesions) in breast cancer (207 patients, 312 bone lesions; DLR+Complex model with a "
+            "random forest, AUC 0.990). Built on pyradiomics, SimpleITK and PyTorch; the panel "
+            "follows Slicer's scripted-module template."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
 
@@ -151,6 +170,12 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        unsupported = unsupportedSlicerMessage()
+        if unsupported:  # the panel's bindings need a newer Slicer: one line instead of errors
+            label = qt.QLabel(unsupported)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/BoneOligoMet.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -196,7 +221,8 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        if self.logic is not None:
+            self.initializeParameterNode()
 
     def exit(self) -> None:
         if self._parameterNode:
@@ -311,39 +337,58 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.modelFolder = ""
 
     def onClassify(self) -> None:
+        """Installs what the classifier lacks (after asking), then classifies; both run in a
+        background process followed by a progress dialog."""
         with slicer.util.tryWithErrorDisplay(
             _("Failed to start the classification."), waitCursor=True
         ):
-            if not dependencies.confirmAndInstall():
-                return
-            self._progressDialog = slicer.util.createProgressDialog(
-                labelText=_("Starting the classifier..."),
-                windowTitle=_("BoneOligoMet: classifying lesions"),
-                autoClose=False,
-                autoReset=False,
-                windowModality=qt.Qt.WindowModal,
+            missing = dependencies.missingPackages()
+            if missing:
+                if not dependencies.confirmInstall(missing):
+                    return
+                job = dependencies.startInstall(missing, self._onProgress, self._onInstallDone)
+                if job is not None:
+                    self._follow(job, _("Installing the classifier's packages..."))
+                    return
+            job = self.logic.startClassification(
+                self._parameterNode, self._onProgress, self._onClassificationDone
             )
-            self._progressDialog.connect("canceled()", self.onCancelClassification)
-            self._job = self.logic.startClassification(
-                self._parameterNode, self._onClassificationProgress, self._onClassificationDone
-            )
-            self._update()
+            self._follow(job, _("Starting the classifier..."))
 
-    def onCancelClassification(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+    def _follow(self, job, labelText) -> None:
+        """A progress dialog for a started job (opened only once the job runs); Cancel stops it."""
+        self._job = job
+        self._progressDialog = slicer.util.createProgressDialog(
+            labelText=labelText,
+            windowTitle=_("BoneOligoMet"),
+            autoClose=False,
+            autoReset=False,
+            windowModality=qt.Qt.WindowModal,
+        )
+        self._progressDialog.connect("canceled()", job.cancel)
+        self._update()
 
-    def _onClassificationProgress(self, fraction: float, message: str) -> None:
+    def _onProgress(self, fraction: Optional[float], message: str) -> None:
         if self._progressDialog is not None:
-            self._progressDialog.value = min(99, int(100 * fraction))
+            if fraction is not None:
+                self._progressDialog.value = min(99, int(100 * fraction))
             self._progressDialog.labelText = message
 
-    def _onClassificationDone(self, job) -> None:
+    def _endJob(self) -> None:
         self._job = None
         if self._progressDialog is not None:
             self._progressDialog.close()
             self._progressDialog = None
         self._update()
+
+    def _onInstallDone(self, job) -> None:
+        self._endJob()
+        with slicer.util.tryWithErrorDisplay(_("Installing the classifier's packages failed.")):
+            dependencies.finishInstall(job)
+        self.onClassify()
+
+    def _onClassificationDone(self, job) -> None:
+        self._endJob()  # a closed scene cancelled the job and left no parameter node
         with slicer.util.tryWithErrorDisplay(_("Classification failed."), waitCursor=True):
             if self.logic.finishClassification(self._parameterNode, job) is None:
                 slicer.util.showStatusMessage(_("Classification cancelled."), 5000)
@@ -389,16 +434,6 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         return BoneOligoMetParameterNode(super().getParameterNode())
-
-    @staticmethod
-    def imageFromVolumeNode(volumeNode):
-        """A SimpleITK image (LPS geometry) holding a copy of the volume node's voxels."""
-        return mrml.imageFromVolumeNode(volumeNode)
-
-    @staticmethod
-    def volumeNodeFromImage(image, name, labelMap=False, node=None):
-        """``image`` at its physical place in a new volume node, or replacing ``node``'s voxels."""
-        return mrml.volumeNodeFromImage(image, name, labelMap, node)
 
     def _images(self, parameterNode):
         if not (parameterNode.ctVolume and parameterNode.petVolume):
@@ -578,8 +613,11 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
             for label, segmentId in enumerate(segmentIds, 1)
             if segmentName in (None, mrml.segmentName(segmentation, segmentId))
         ]
-        parts = [report.parts[label] for label in labels if label in report.parts]
-        mrml.importLabels(include_parts(lesions, parts), segmentation, segmentIds)
+        labels = [label for label in labels if label in report.parts]
+        if labels:  # only the lesions that get parts are written back
+            grown = include_parts(lesions, [report.parts[label] for label in labels])
+            ids = [i if label in labels else "" for label, i in enumerate(segmentIds, 1)]
+            mrml.importLabels(grown, segmentation, ids)
         return self.checkRules(parameterNode)
 
     def jumpToLesion(self, parameterNode, segmentName) -> bool:
@@ -614,11 +652,10 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         from BoneOligoMetLib.errors import BoneOligoMetError
         from BoneOligoMetLib.metabolic import metabolic_table
 
-        ct, suv = self._images(parameterNode)
-        lesions, _segmentIds = self.lesionImage(parameterNode)
         try:
-            lesions = metabolic_table(suv, lesions, ct=ct)
-        except BoneOligoMetError as error:  # e.g. only empty segments: no defaults, no harm
+            ct, suv = self._images(parameterNode)
+            lesions = metabolic_table(suv, self.lesionImage(parameterNode)[0], ct=ct)
+        except (BoneOligoMetError, mrml.SegmentOverlapError) as error:  # no defaults, no harm
             logging.info(f"BoneOligoMet: no clinical defaults ({error})")
             return {}
         return {
@@ -672,14 +709,19 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         return running
 
     def finishClassification(self, parameterNode, job):
-        """Shows a finished job's results; None when it was cancelled, an error when it failed."""
+        """Shows a finished job's results; None when it was cancelled, an error when it failed.
+
+        ``parameterNode`` None (the scene was closed, which cancels the job): nothing is shown.
+        """
         try:
             result = background.readResult(job)
         except RuntimeError:
-            parameterNode.deviceStatus = _("Failed.")
+            if parameterNode is not None:
+                parameterNode.deviceStatus = _("Failed.")
             raise
-        if result is None:
-            parameterNode.deviceStatus = _("Cancelled.")
+        if result is None or parameterNode is None:
+            if parameterNode is not None:
+                parameterNode.deviceStatus = _("Cancelled.")
             return None
         summary, overlay = result
         self._showClassification(parameterNode, summary, overlay, job.segmentIds)
@@ -692,15 +734,18 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         for result in summary["rows"]:
             label = int(result["lesion_label"])
             name = mrml.segmentName(parameterNode.segmentation, segmentIds[label - 1])
-            row = {"segment": name, "lesion": label, "probability": result["probability"]}
+            probability = result["probability"]  # text for a lesion outside the model's domain
+            if not isinstance(probability, (int, float)):
+                probability = None
+            row = {"segment": name, "lesion": label, "probability": probability}
             row["label"] = result["verdict"]
             skip = ("lesion_label", "probability", "malignant", "verdict")
             row.update((key, value) for key, value in result.items() if key not in skip)
             rows.append(row)
         table = mrml.ensureTable(parameterNode, "resultsTable", "results")
         mrml.fillTable(table, rows, RESULT_COLUMNS)
-        for key in export.SUMMARY_KEYS:
-            table.SetAttribute(f"BoneOligoMet.{key}", str(summary[key]))
+        model = {key: summary[key] for key in export.SUMMARY_KEYS}
+        table.SetAttribute(export.SUMMARY_ATTRIBUTE, json.dumps(model))
         status = _("Model: {name}, threshold {threshold:.3g}").format(
             name=summary["bundle_name"], threshold=summary["threshold"]
         )
@@ -760,18 +805,18 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         volume = np.arange(20 * 30 * 40, dtype=np.float32).reshape(20, 30, 40)
-        ijkToRas = np.diag([-4.0, -4.0, 4.0, 1.0])  # LPS-aligned axes, as from a DICOM PET
-        ijkToRas[:3, 3] = (100.0, 80.0, -300.0)
+        c, s = np.cos(0.3), np.sin(0.3)  # an oblique grid: 0.3 rad about the S axis
+        ijkToRas = np.array([[-4 * c, 4 * s, 0, 100], [-4 * s, -4 * c, 0, 80], [0, 0, 4, -300]])
+        ijkToRas = np.vstack([ijkToRas, [0, 0, 0, 1]])
         node = slicer.util.addVolumeFromArray(volume, ijkToRas, "SUV")
-        logic = BoneOligoMetLogic()
-        image = logic.imageFromVolumeNode(node)
-        # Voxel (i=15, j=15, k=10) at RAS = origin + diag * index; LPS negates x and y.
-        ras = np.array([100.0 - 4.0 * 15, 80.0 - 4.0 * 15, -300.0 + 4.0 * 10])
+        image = mrml.imageFromVolumeNode(node)
+        # Voxel (i=15, j=15, k=10) at RAS = matrix @ index; LPS negates x and y.
+        ras = ijkToRas @ [15, 15, 10, 1]
         lps = image.TransformIndexToPhysicalPoint((15, 15, 10))
         np.testing.assert_allclose(lps, [-ras[0], -ras[1], ras[2]], atol=1e-6)
-        back = logic.volumeNodeFromImage(image, "roundtrip")
+        back = mrml.volumeNodeFromImage(image, "roundtrip")
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(back), volume)
-        np.testing.assert_allclose(mrml.ijkToRas(back), mrml.ijkToRas(node))
+        np.testing.assert_allclose(mrml.ijkToRas(back), ijkToRas, atol=1e-9)
         self.delayDisplay("RAS/LPS round trip passed")
 
     def test_ReadingWorkflow(self):
@@ -787,9 +832,8 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
         source.customDownloader(source)  # what Sample Data's button does: generated, not downloaded
         logic = BoneOligoMetLogic()
         node = logic.getParameterNode()
-        self.assertIsNotNone(node.ctVolume)
-        self.assertIsNotNone(node.petVolume)
         self.assertEqual(node.seedPoints.GetNumberOfControlPoints(), len(SAMPLE_LESIONS))
+        nodesBefore = _temporaryNodeCounts()
         self.delayDisplay("Synthetic patient loaded")
 
         problems = logic.segmentFromSeeds(node)
@@ -804,7 +848,7 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
         rules = mrml.readTable(node.ruleTable)
         self.assertEqual(len(rules), len(report.checks))
         self.assertEqual({row["status"] for row in rules} - {"pass", "warn", "info"}, set())
-        self.assertEqual(rules[0]["rule"], "lesion_count")
+        self.assertEqual((rules[0]["rule"], rules[0]["lesion"]), ("lesion_count", ""))
         before = _arrayOf(logic.lesionImage(node)[0])
         logic.includeParts(node)
         after = _arrayOf(logic.lesionImage(node)[0])
@@ -824,16 +868,18 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
             self.assertIsNotNone(summary, job.errorMessage or "\n".join(job.log[-10:]))
             results = mrml.readTable(node.resultsTable)
             self.assertEqual(len(results), segments)
-            for row in results:
-                self.assertTrue(0.0 <= float(row["probability"]) <= 1.0)
-                self.assertIn(row["label"], ("malignant", "benign"))
+            for row in results:  # a lesion outside the model's domain gets no probability
+                if row["probability"]:
+                    self.assertTrue(0.0 <= float(row["probability"]) <= 1.0)
+                    self.assertIn(row["label"], ("malignant", "benign"))
+                else:
+                    self.assertEqual(row["label"], "outside model domain")
             self.assertTrue(summary["synthetic"])
             self.assertIn("not for clinical use", node.modelStatus)
             overlayDisplay = node.probabilityVolume.GetDisplayNode()
             colorNode = display.probabilityColorNode()
             self.assertEqual(overlayDisplay.GetColorNodeID(), colorNode.GetID())
             legend = slicer.modules.colors.logic().GetColorLegendDisplayNode(node.probabilityVolume)
-            self.assertIsNotNone(legend)
             self.assertTrue(legend.GetVisibility())
             self.delayDisplay(f"Classified on {summary['device']}")
 
@@ -842,7 +888,7 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
             node.exportPerLesion = True
             written = logic.exportCase(node)
             self.assertIn(os.path.join(folder, "lesions.nii.gz"), written)
-            ct = logic.imageFromVolumeNode(node.ctVolume)
+            ct = mrml.imageFromVolumeNode(node.ctVolume)
             lesions = read_image(os.path.join(folder, "lesions.nii.gz"))
             self.assertEqual(lesions.GetSize(), ct.GetSize())
             np.testing.assert_allclose(lesions.GetOrigin(), ct.GetOrigin(), atol=1e-4)
@@ -854,6 +900,17 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
                 single = read_image(os.path.join(folder, f"lesion_{label:02d}.nii.gz"))
                 self.assertEqual(set(np.unique(_arrayOf(single)).tolist()), {0, 1})
         self.delayDisplay("Export read back: CT grid and labels 1..n")
+        self.assertEqual(_temporaryNodeCounts(), nodesBefore, "nodes left behind")
+
+
+def _temporaryNodeCounts():
+    """Nodes that temporary labelmaps would leave behind if not removed (the self-test's check)."""
+    classes = (
+        "vtkMRMLColorTableNode",
+        "vtkMRMLLabelMapVolumeNode",
+        "vtkMRMLLabelMapVolumeDisplayNode",
+    )
+    return {name: slicer.mrmlScene.GetNumberOfNodesByClass(name) for name in classes}
 
 
 def _arrayOf(image):

@@ -4,12 +4,12 @@ import json
 import logging
 import os
 
-import slicer
-
 from BoneOligoMetSlicer import mrml
 
-# Attributes of the results table that say which model ran (classification.json).
+# What the results table says about the model that ran (classification.json), kept as JSON in
+# one attribute so that numbers stay numbers and flags stay flags.
 SUMMARY_KEYS = ("bundle_name", "threshold", "device", "synthetic", "warning")
+SUMMARY_ATTRIBUTE = "BoneOligoMet.classification"
 
 
 def exportCase(folder, volumes, segmentation, referenceVolume, perLesion, tables):
@@ -39,13 +39,13 @@ def exportCase(folder, volumes, segmentation, referenceVolume, perLesion, tables
                 path = os.path.join(folder, f"lesion_{label:02d}.nii.gz")
                 written.append(write_image(mrml.imageFromVolumeNode(labelmap), path))
             finally:
-                slicer.mrmlScene.RemoveNode(labelmap)
+                mrml.removeTemporary(labelmap)
     for name, table in tables.items():
         if table is not None and table.GetNumberOfRows():
             written.append(mrml.writeCsv(table, os.path.join(folder, f"{name}.csv")))
     results = tables.get("results")
     if results is not None and results.GetNumberOfRows():
-        summary = {key: results.GetAttribute(f"BoneOligoMet.{key}") for key in SUMMARY_KEYS}
+        summary = json.loads(results.GetAttribute(SUMMARY_ATTRIBUTE) or "{}")
         path = os.path.join(folder, "classification.json")
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=1)

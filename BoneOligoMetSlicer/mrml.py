@@ -3,40 +3,93 @@
 Volume nodes <-> SimpleITK images (RAS <-> LPS only through ``BoneOligoMetLib.coords``), the
 segmentation <-> a label image on the CT grid (segment i = label i+1), and table nodes <-> rows
 of dicts. No numerics: voxels are copied, never computed.
+
+Geometry is world geometry: a volume under a linear parent transform is read where Slicer shows
+it (the transform hardened into its IJK-to-RAS matrix, voxels untouched); a non-linear transform
+would need resampling and is refused with a message. Temporary labelmap nodes leave nothing
+behind (no display node, no colour table).
 """
 
 import csv
+import math
 import numbers
 
 import slicer
 import vtk
 
 
+class SegmentOverlapError(ValueError):
+    """Segments share voxels, so no single lesion label image can hold them."""
+
+
 def ijkToRas(volumeNode):
-    """The volume's IJK-to-RAS matrix as a 4x4 numpy array."""
+    """The volume's IJK-to-world (RAS) matrix as a 4x4 numpy array, parent transforms included."""
     matrix = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(matrix)
+    transform = volumeNode.GetParentTransformNode()
+    if transform is not None:
+        if not transform.IsTransformToWorldLinear():
+            raise ValueError(
+                f"'{volumeNode.GetName()}' is under the non-linear transform "
+                f"'{transform.GetName()}': harden it first (Data module: right-click the volume, "
+                "Harden transform), which resamples it on its own grid."
+            )
+        toWorld = vtk.vtkMatrix4x4()
+        transform.GetMatrixTransformToWorld(toWorld)
+        vtk.vtkMatrix4x4.Multiply4x4(toWorld, matrix, matrix)
     return slicer.util.arrayFromVTKMatrix(matrix)
 
 
 def imageFromVolumeNode(volumeNode):
-    """A SimpleITK image (LPS geometry) holding a copy of the volume node's voxels."""
+    """A SimpleITK image (LPS, world geometry) holding a copy of the volume node's voxels."""
     from BoneOligoMetLib.coords import image_from_array
 
     return image_from_array(slicer.util.arrayFromVolume(volumeNode), ijkToRas(volumeNode))
 
 
 def volumeNodeFromImage(image, name, labelMap=False, node=None):
-    """``image`` at its physical place in a new volume node, or replacing ``node``'s voxels."""
+    """``image`` at its physical place in a new volume node, or replacing ``node``'s voxels.
+
+    A replaced node leaves its parent transform: the image's geometry is already world geometry.
+    """
     from BoneOligoMetLib.coords import array_from_image
 
     array, matrix = array_from_image(image)
     if node is None:
         nodeClass = "vtkMRMLLabelMapVolumeNode" if labelMap else "vtkMRMLScalarVolumeNode"
         return slicer.util.addVolumeFromArray(array, matrix, name, nodeClass)
+    node.SetAndObserveTransformNodeID(None)
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
     slicer.util.updateVolumeFromArray(node, array)
     return node
+
+
+def _temporaryLabelmap(image=None):
+    """A labelmap node for one conversion, with no display node (removeTemporary removes it)."""
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "BoneOligoMet labels")
+    node.HideFromEditorsOn()
+    if image is not None:
+        from BoneOligoMetLib.coords import array_from_image
+
+        array, matrix = array_from_image(image)
+        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
+        slicer.util.updateVolumeFromArray(node, array)
+    return node
+
+
+def removeTemporary(labelmap) -> None:
+    """Removes a temporary labelmap node with its display nodes and the colour table that
+    ``ExportSegmentsToLabelmapNode`` made for it (a new "<segmentation>_ColorTable" each call)."""
+    scene = slicer.mrmlScene
+    for index in reversed(range(labelmap.GetNumberOfDisplayNodes())):
+        displayNode = labelmap.GetNthDisplayNode(index)
+        if displayNode is None:
+            continue
+        color = displayNode.GetColorNode()
+        scene.RemoveNode(displayNode)
+        if color is not None and color.GetAttribute("BoneOligoMet.temporary") == "1":
+            scene.RemoveNode(color)
+    scene.RemoveNode(labelmap)
 
 
 # --- segments ------------------------------------------------------------------------------------
@@ -54,42 +107,88 @@ def segmentName(segmentation, segmentId) -> str:
 
 
 def exportLabelmap(segmentation, ids, referenceVolume):
-    """A temporary labelmap node of segments ``ids`` on ``referenceVolume``'s grid."""
-    labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    """A temporary labelmap node of segments ``ids`` (label i+1 = ids[i]) on the reference grid.
+
+    Remove it with ``removeTemporary``.
+    """
+    labelmap = _temporaryLabelmap()
     idArray = vtk.vtkStringArray()
     for segmentId in ids:
         idArray.InsertNextValue(segmentId)
-    if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+    exported = slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
         segmentation,
         idArray,
         labelmap,
         referenceVolume,
         slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
-    ):
-        slicer.mrmlScene.RemoveNode(labelmap)
+    )
+    displayNode = labelmap.GetDisplayNode()
+    if displayNode is not None and displayNode.GetColorNode() is not None:
+        displayNode.GetColorNode().SetAttribute("BoneOligoMet.temporary", "1")
+    if not exported:
+        removeTemporary(labelmap)
         raise RuntimeError("Could not export the segmentation on the CT grid.")
     return labelmap
+
+
+def _exportedArray(segmentation, ids, referenceVolume):
+    """Voxels (k, j, i) of segments ``ids`` exported together; with the labelmap's image."""
+    labelmap = exportLabelmap(segmentation, ids, referenceVolume)
+    try:
+        return slicer.util.arrayFromVolume(labelmap).copy(), imageFromVolumeNode(labelmap)
+    finally:
+        removeTemporary(labelmap)
 
 
 def lesionImage(segmentation, referenceVolume):
     """The segmentation as a label image on the reference grid: segment i (in order) = label i+1.
 
-    Returns (SimpleITK image, segment IDs in label order).
+    Returns (SimpleITK image, segment IDs in label order). Segments that share voxels (Slicer
+    keeps them on separate layers) are refused with SegmentOverlapError: a label image would
+    give the shared voxels to one of them and silently shrink or erase the other.
     """
     if segmentation is None or segmentation.GetSegmentation().GetNumberOfSegments() == 0:
         raise ValueError("The lesion segmentation has no segments.")
     ids = segmentIds(segmentation)
-    labelmap = exportLabelmap(segmentation, ids, referenceVolume)
-    try:
-        image = imageFromVolumeNode(labelmap)
-    finally:
-        slicer.mrmlScene.RemoveNode(labelmap)
-    return image, ids
+    layers = {}
+    for segmentId in ids:
+        layer = segmentation.GetSegmentation().GetLayerIndex(segmentId)
+        layers.setdefault(layer, []).append(segmentId)
+    if len(layers) == 1:  # one shared labelmap: its segments cannot overlap
+        return _exportedArray(segmentation, ids, referenceVolume)[1], ids
+    import numpy as np
+
+    from BoneOligoMetLib.coords import image_from_array
+
+    owner = None  # the label image so far: each voxel's segment (label), 0 = none
+    for layerIds in layers.values():
+        exported, _image = _exportedArray(segmentation, layerIds, referenceVolume)
+        lookup = np.array([0] + [ids.index(i) + 1 for i in layerIds], dtype=np.uint16)
+        layerLabels = lookup[exported]  # this layer's values 1..k -> the segments' labels
+        if owner is None:
+            owner = layerLabels
+            continue
+        shared = (owner != 0) & (layerLabels != 0)
+        if shared.any():
+            pairs = sorted({(int(a), int(b)) for a, b in zip(owner[shared], layerLabels[shared])})
+            names = "; ".join(
+                f"'{segmentName(segmentation, ids[a - 1])}' and "
+                f"'{segmentName(segmentation, ids[b - 1])}'"
+                for a, b in pairs
+            )
+            raise SegmentOverlapError(
+                f"Segments overlap ({names}; {int(shared.sum())} voxels): each voxel can belong "
+                "to one lesion only. Remove the overlap (Segment Editor: Logical operators) or "
+                "move segments that are not lesions to another segmentation."
+            )
+        owner = np.where(layerLabels != 0, layerLabels, owner)
+    return image_from_array(owner, ijkToRas(referenceVolume)), ids
 
 
 def importLabels(image, segmentation, ids) -> None:
-    """Label i+1 of ``image`` becomes the content of segment ``ids[i]``."""
-    labelmap = volumeNodeFromImage(image, "BoneOligoMet labels", labelMap=True)
+    """Label i+1 of ``image`` becomes the content of segment ``ids[i]``; an empty ID ("") leaves
+    that label's segment as it is."""
+    labelmap = _temporaryLabelmap(image)
     idArray = vtk.vtkStringArray()
     for segmentId in ids:
         idArray.InsertNextValue(segmentId)
@@ -99,7 +198,7 @@ def importLabels(image, segmentation, ids) -> None:
         ):
             raise RuntimeError("Could not update the segmentation from the label image.")
     finally:
-        slicer.mrmlScene.RemoveNode(labelmap)
+        removeTemporary(labelmap)
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -108,8 +207,9 @@ def importLabels(image, segmentation, ids) -> None:
 def fillTable(tableNode, rows, firstColumns=()):
     """Replaces a table node's content by ``rows`` (dicts); ``firstColumns`` come first.
 
-    A column of whole numbers is an integer column, of other numbers a double column (empty =
-    NaN), anything else text.
+    A column of whole numbers is an integer column, of other numbers a double column, anything
+    else text. A missing value (None) is an empty text cell, or NaN in a numeric column (so an
+    integer column with a missing value is a double column: 0 would be a value).
     """
     columns = list(firstColumns)
     for row in rows:
@@ -118,35 +218,40 @@ def fillTable(tableNode, rows, firstColumns=()):
     for name in columns:
         values = [row.get(name) for row in rows]
         given = [value for value in values if value is not None]
-        numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in given)
-        if numeric and given and all(isinstance(v, numbers.Integral) for v in given):
-            array = vtk.vtkIntArray()
-            convert = int
-        elif numeric and given:
-            array = vtk.vtkDoubleArray()
-            convert = float
+        numeric = bool(given) and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in given
+        )
+        if (
+            numeric
+            and len(given) == len(values)
+            and all(isinstance(v, numbers.Integral) for v in given)
+        ):
+            array, convert = vtk.vtkIntArray(), int
+        elif numeric:
+            array, convert = vtk.vtkDoubleArray(), float
         else:
-            array = vtk.vtkStringArray()
-            convert = str
+            array, convert = vtk.vtkStringArray(), str
         array.SetName(name)
+        missing = "" if convert is str else float("nan")
         for value in values:
-            if value is None:
-                array.InsertNextValue(
-                    "" if convert is str else (0 if convert is int else float("nan"))
-                )
-            else:
-                array.InsertNextValue(convert(value))
+            array.InsertNextValue(missing if value is None else convert(value))
         tableNode.AddColumn(array)
     tableNode.Modified()
 
 
 def readTable(tableNode):
-    """A table node's rows as dicts of cell text."""
+    """A table node's rows as dicts of cell text; a missing value (NaN) is ""."""
     names = [tableNode.GetColumnName(c) for c in range(tableNode.GetNumberOfColumns())]
-    return [
-        {name: tableNode.GetCellText(r, c) for c, name in enumerate(names)}
-        for r in range(tableNode.GetNumberOfRows())
-    ]
+    table = tableNode.GetTable()
+    rows = []
+    for r in range(tableNode.GetNumberOfRows()):
+        row = {}
+        for c, name in enumerate(names):
+            value = table.GetValue(r, c)
+            missing = value.IsNumeric() and math.isnan(value.ToDouble())
+            row[name] = "" if missing else tableNode.GetCellText(r, c)
+        rows.append(row)
+    return rows
 
 
 def writeCsv(tableNode, path):

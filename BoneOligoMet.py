@@ -521,6 +521,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
                 raise ValueError(_("Select a CT volume first."))
             node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
             node.CreateDefaultDisplayNodes()
+            node.GetDisplayNode().SetOpacity2DFill(0.0)  # outlines: PET and overlay stay legible
             node.SetReferenceImageGeometryParameterFromVolumeNode(parameterNode.ctVolume)
             parameterNode.segmentation = node
         return parameterNode.segmentation

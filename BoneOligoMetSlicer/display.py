@@ -22,6 +22,18 @@ def displayNode(volumeNode):
     return volumeNode.GetDisplayNode()
 
 
+def setLayers(**layers) -> None:
+    """``slicer.util.setSliceViewerLayers(**layers)``, and the colour legends told.
+
+    A legend's displayable manager re-decides whether a slice view shows it when the legend node
+    changes, not when a script changes the view's layers: without this a legend stays on after
+    its volume left the views, or stays hidden when it comes back.
+    """
+    slicer.util.setSliceViewerLayers(**layers)
+    for legend in slicer.util.getNodesByClass("vtkMRMLColorLegendDisplayNode"):
+        legend.Modified()
+
+
 def showFusedPetCt(ct, pet) -> None:
     """CT grey background (bone window), PET foreground (PET heat, SUV window), linked views."""
     ctDisplay = displayNode(ct)
@@ -35,9 +47,7 @@ def showFusedPetCt(ct, pet) -> None:
     petDisplay.SetAndObserveColorNodeID(petColor)
     petDisplay.AutoWindowLevelOff()
     petDisplay.SetWindowLevelMinMax(*PET_WINDOW_SUV)
-    slicer.util.setSliceViewerLayers(
-        background=ct, foreground=pet, foregroundOpacity=PET_OPACITY, fit=True
-    )
+    setLayers(background=ct, foreground=pet, foregroundOpacity=PET_OPACITY, fit=True)
     for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
         composite.SetLinkedControl(True)
 
@@ -72,9 +82,7 @@ def showProbability(volume, ctVolume) -> None:
     legend.SetTitleText("Malignancy probability")
     legend.SetLabelFormat("%.2f")
     legend.SetVisibility(True)
-    slicer.util.setSliceViewerLayers(
-        background=ctVolume, foreground=volume, foregroundOpacity=PROBABILITY_OPACITY
-    )
+    setLayers(background=ctVolume, foreground=volume, foregroundOpacity=PROBABILITY_OPACITY)
 
 
 def jumpToSegment(segmentation, segmentName) -> bool:

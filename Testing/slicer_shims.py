@@ -307,8 +307,11 @@ class SlicerCore:
         crosshair.SetCrosshairName("default")
         self.scene.AddNode(crosshair)
         self.appLogic = slicer.vtkSlicerApplicationLogic()
-        # The wheel has no colour files: a home without them instead of none (no error).
-        self.appLogic.SetHomeDirectory(tempfile.gettempdir())
+        # The wheel has no colour files: an empty colour folder instead of none (no error).
+        home = tempfile.mkdtemp(prefix="slicer-home-")
+        os.makedirs(os.path.join(home, "share", "ColorFiles"))
+        self.appLogic.SetHomeDirectory(home)
+        self.appLogic.SetShareDirectory("share")
         self.appLogic.SetMRMLScene(self.scene)
         self.appLogic.SetSliceLogics(vtkCollection())
         self.appLogic.SetViewLogics(vtkCollection())

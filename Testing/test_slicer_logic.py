@@ -127,6 +127,7 @@ def test_synthetic_patient_becomes_nodes_and_the_fused_display(loaded, core):
     assert petDisplay.GetColorNode().GetName() == "PET-Heat"
     assert (petDisplay.GetWindow(), petDisplay.GetLevel()) == (8.0, 4.0)
     assert node.ctVolume.GetDisplayNode().GetWindow() == module.display.CT_WINDOW_HU[0]
+    assert node.segmentation.GetDisplayNode().GetOpacity2DFill() == 0.0  # outlines only
 
 
 def test_parameter_node_is_stored_on_the_scene(loaded, core):

@@ -505,3 +505,30 @@ def test_cmake_installs_every_resource_the_module_reads():
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text.replace(
         "BoneOligoMet.py", "${MODULE_NAME}.py"
     )
+
+
+def _module_constant(name: str):
+    for node in _tree().body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"BoneOligoMet.py defines no {name}")
+
+
+def test_extensions_index_readiness():
+    """What an Extensions Index review checks in the repository: licence, minimum Slicer,
+    documentation link, the study cited, a screenshot that exists."""
+    license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in license_text
+    assert "Version 2.0, January 2004" in license_text
+    assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    minimum = ".".join(str(part) for part in _module_constant("MINIMUM_SLICER"))
+    assert _module_constant("MINIMUM_SLICER_TEXT") == minimum
+    assert _cmake_value("EXTENSION_MINIMUM_SLICER_VERSION") == minimum
+    cmake = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "find_package(Slicer ${EXTENSION_MINIMUM_SLICER_VERSION} REQUIRED)" in cmake
+    screenshot = _cmake_value("EXTENSION_SCREENSHOTURLS").split("/main/", 1)[1]
+    assert (ROOT / screenshot).is_file()
+    assert _cmake_value("EXTENSION_HOMEPAGE") == _module_constant("DOCUMENTATION_URL")
+    source = MODULE.read_text(encoding="utf-8")
+    assert '<a href="{url}">documentation</a>' in source
+    assert "207 patients, 312 bone lesions" in source  # the acknowledgement cites the study

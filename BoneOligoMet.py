@@ -39,7 +39,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from BoneOligoMetSlicer import background, dependencies, display, export, mrml
+from BoneOligoMetSlicer import background, dependencies, display, export, mrml, tables
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 RESOURCES_DIR = os.path.join(MODULE_DIR, "Resources")
@@ -52,10 +52,6 @@ SEGMENTATION_METHODS = ("petct", "pet")  # BoneOligoMetLib.segmentation: PET+CT 
 DEVICES = ("auto", "cpu", "cuda")
 DEMO_MODEL_STATUS = "Packaged demo model: synthetic demo model — not for clinical use"
 SEED_TAG = "BoneOligoMet.seed"  # marks segments grown from seed points (re-growing replaces them)
-PATIENT_ROW = "(patient)"  # the rule table's row of patient-level checks (lesion count)
-RESULT_COLUMNS = ("segment", "lesion", "probability", "label")
-RULE_COLUMNS = ("segment", "lesion", "rule", "status", "value", "threshold", "unit", "message")
-CLINICAL_COLUMNS = ("segment", "lesion", "site", "bone_change")
 # Slicer 5.8: parameterNodeWrapper's QLabel <-> str connector (the status lines) and Python 3.9.
 MINIMUM_SLICER = (5, 8)
 MINIMUM_SLICER_TEXT = "5.8"
@@ -479,13 +475,10 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         parameterNode.subtype = patient.clinical.subtype
         parameterNode.segmentation = None
         self.ensureSegmentation(parameterNode)
-        rows = [
-            {key: record[key] for key in ("site", "bone_change")}
-            | {"segment": f"Lesion {record['lesion_label']}", "lesion": record["lesion_label"]}
-            for record in patient.lesion_records()
-        ]
+        records = {record["lesion_label"]: record for record in patient.lesion_records()}
         table = mrml.ensureTable(parameterNode, "lesionClinicalTable", "clinical")
-        mrml.fillTable(table, rows, CLINICAL_COLUMNS)
+        table.RemoveAllColumns()
+        tables.fillClinical(table, [f"Lesion {label}" for label in records], records)
         if showResult:
             self.showFusedPetCt(parameterNode)
         return patient
@@ -553,21 +546,15 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         grown = segment_lesions(
             ct, suv, points, skip_failed=True, method=parameterNode.segmentationMethod
         )
-        segmentation = self.ensureSegmentation(parameterNode).GetSegmentation()
-        for segmentId in mrml.segmentIds(parameterNode.segmentation):
-            if segmentation.GetSegment(segmentId).HasTag(SEED_TAG):
-                segmentation.RemoveSegment(segmentId)
-        newIds, problems = [], []
+        grownSeeds, problems = [], []  # label i+1 of grown.labels: the i-th seed that grew alone
         for number, outcome in enumerate(grown.seeds, 1):
+            name = seeds.GetNthControlPointLabel(number - 1)
             if outcome.label is None:
-                problems.append(f"{seeds.GetNthControlPointLabel(number - 1)}: {outcome.error}")
+                problems.append(f"{name}: {outcome.error}")
             elif not outcome.merged:
-                name = seeds.GetNthControlPointLabel(number - 1) or f"Lesion {number}"
-                segmentId = segmentation.AddEmptySegment("", name)
-                segmentation.GetSegment(segmentId).SetTag(SEED_TAG, str(number))
-                newIds.append(segmentId)
-        if newIds:
-            mrml.importLabels(grown.labels, parameterNode.segmentation, newIds)
+                grownSeeds.append((str(number), name or f"Lesion {number}"))
+        segmentation = self.ensureSegmentation(parameterNode)
+        mrml.replaceTaggedSegments(segmentation, SEED_TAG, grown.labels, grownSeeds)
         self.updateLesionClinicalTable(parameterNode)
         return problems
 
@@ -583,17 +570,8 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
     def checkRules(self, parameterNode):
         """The study's ROI rules per lesion (BoneOligoMetLib.roi_rules) into the rule table."""
         report, _lesions, segmentIds = self._assess(parameterNode)
-        segmentation = parameterNode.segmentation
-        rows = []
-        for check in report.checks:
-            row = {name: getattr(check, name) for name in RULE_COLUMNS[1:]}
-            if check.lesion is None:
-                row["segment"] = PATIENT_ROW
-            else:
-                row["segment"] = mrml.segmentName(segmentation, segmentIds[check.lesion - 1])
-            rows.append(row)
-        table = mrml.ensureTable(parameterNode, "ruleTable", "ROI rules")
-        mrml.fillTable(table, rows, RULE_COLUMNS)
+        names = [mrml.segmentName(parameterNode.segmentation, i) for i in segmentIds]
+        tables.fillRules(mrml.ensureTable(parameterNode, "ruleTable", "ROI rules"), report, names)
         self.updateLesionClinicalTable(parameterNode)
         return report
 
@@ -605,7 +583,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         """
         from BoneOligoMetLib.roi_rules import include_parts
 
-        if segmentName == PATIENT_ROW:
+        if segmentName == tables.PATIENT_ROW:
             segmentName = None
         report, lesions, segmentIds = self._assess(parameterNode)
         segmentation = parameterNode.segmentation
@@ -634,17 +612,11 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         segmentation = parameterNode.segmentation
         if segmentation is None:
             return
-        known = {row["segment"]: row for row in mrml.readTable(table)}
         names = [mrml.segmentName(segmentation, i) for i in mrml.segmentIds(segmentation)]
-        defaults = {}
-        if any(name not in known for name in names):
+        defaults = None
+        if tables.newSegments(table, names):
             defaults = self._clinicalDefaults(parameterNode)
-        rows = []
-        for label, name in enumerate(names, 1):
-            row = known.get(name) or defaults.get(label, {})
-            values = {key: row.get(key, "") for key in CLINICAL_COLUMNS[2:]}
-            rows.append({"segment": name, "lesion": label, **values})
-        mrml.fillTable(table, rows, CLINICAL_COLUMNS)
+        tables.fillClinical(table, names, defaults)
 
     def _clinicalDefaults(self, parameterNode):
         """{label: {"bone_change": ...}} from each lesion's mean HU, by the library's rule (the
@@ -671,10 +643,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         if parameterNode.subtype != "unknown":
             values["subtype"] = parameterNode.subtype
         if parameterNode.lesionClinicalTable is not None:
-            for row in mrml.readTable(parameterNode.lesionClinicalTable):
-                for key in ("site", "bone_change"):
-                    if row.get(key):
-                        values.setdefault(key, {})[int(row["lesion"])] = row[key]
+            values.update(tables.clinicalValues(parameterNode.lesionClinicalTable))
         return values
 
     # --- classification --------------------------------------------------------------------
@@ -731,20 +700,9 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
     def _showClassification(self, parameterNode, summary, overlay, segmentIds) -> None:
         """Results table (lesion, probability, label at threshold, metabolics, rule flags) and
         the probability overlay over the CT with its colour legend."""
-        rows = []
-        for result in summary["rows"]:
-            label = int(result["lesion_label"])
-            name = mrml.segmentName(parameterNode.segmentation, segmentIds[label - 1])
-            probability = result["probability"]  # text for a lesion outside the model's domain
-            if not isinstance(probability, (int, float)):
-                probability = None
-            row = {"segment": name, "lesion": label, "probability": probability}
-            row["label"] = result["verdict"]
-            skip = ("lesion_label", "probability", "malignant", "verdict")
-            row.update((key, value) for key, value in result.items() if key not in skip)
-            rows.append(row)
+        names = [mrml.segmentName(parameterNode.segmentation, i) for i in segmentIds]
         table = mrml.ensureTable(parameterNode, "resultsTable", "results")
-        mrml.fillTable(table, rows, RESULT_COLUMNS)
+        tables.fillResults(table, summary["rows"], names)
         model = {key: summary[key] for key in export.SUMMARY_KEYS}
         table.SetAttribute(export.SUMMARY_ATTRIBUTE, json.dumps(model))
         status = _("Model: {name}, threshold {threshold:.3g}").format(

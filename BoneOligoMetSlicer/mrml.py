@@ -185,6 +185,21 @@ def lesionImage(segmentation, referenceVolume):
     return image_from_array(owner, ijkToRas(referenceVolume)), ids
 
 
+def replaceTaggedSegments(segmentation, tag, labels, segments) -> None:
+    """Removes the segments tagged ``tag`` and adds ``segments`` ((tag value, name) each, tagged)
+    with label i+1 of the image ``labels`` as the i-th one's content; other segments stay."""
+    content = segmentation.GetSegmentation()
+    for segmentId in segmentIds(segmentation):
+        if content.GetSegment(segmentId).HasTag(tag):
+            content.RemoveSegment(segmentId)
+    ids = []
+    for value, name in segments:
+        ids.append(content.AddEmptySegment("", name))
+        content.GetSegment(ids[-1]).SetTag(tag, value)
+    if ids:
+        importLabels(labels, segmentation, ids)
+
+
 def importLabels(image, segmentation, ids) -> None:
     """Label i+1 of ``image`` becomes the content of segment ``ids[i]``; an empty ID ("") leaves
     that label's segment as it is."""

@@ -153,9 +153,9 @@ def test_seeds_rules_parts_and_jump(loaded, core):
     report = logic.checkRules(node)
     rows = module.mrml.readTable(node.ruleTable)
     assert len(rows) == len(report.checks)
-    assert rows[0]["segment"] == module.PATIENT_ROW
+    assert rows[0]["segment"] == module.tables.PATIENT_ROW
     assert {row["segment"] for row in rows[1:]} == {"Lesion 1", "Lesion 2", "Lesion 3"}
-    logic.includeParts(node, module.PATIENT_ROW)  # the patient row means every lesion
+    logic.includeParts(node, module.tables.PATIENT_ROW)  # the patient row means every lesion
     after = _segmentArrays(module, node)
     for name, mask in first.items():  # parts are added, nothing is taken away
         assert np.all(after[name][mask != 0] != 0)
@@ -402,8 +402,8 @@ def test_results_overlay_legend_and_typed_export(loaded, tmp_path):
     assert saved["synthetic"] is True
     assert saved["bundle_name"] == "demo"
     rules = (tmp_path / "rules.csv").read_text(encoding="utf-8").splitlines()
-    assert rules[0] == ",".join(module.RULE_COLUMNS)
-    assert rules[1].startswith(f"{module.PATIENT_ROW},,lesion_count,")
+    assert rules[0] == ",".join(module.tables.RULE_COLUMNS)
+    assert rules[1].startswith(f"{module.tables.PATIENT_ROW},,lesion_count,")
 
 
 def test_export_writes_the_ct_grid_labels_and_tables(loaded, tmp_path):

@@ -381,7 +381,8 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._endJob()
         with slicer.util.tryWithErrorDisplay(_("Installing the classifier's packages failed.")):
             dependencies.finishInstall(job)
-        self.onClassify()
+        if self._parameterNode is not None:  # None: the scene was closed meanwhile
+            self.onClassify()
 
     def _onClassificationDone(self, job) -> None:
         self._endJob()  # a closed scene cancelled the job and left no parameter node

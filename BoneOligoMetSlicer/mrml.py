@@ -69,11 +69,7 @@ def _temporaryLabelmap(image=None):
     node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "BoneOligoMet labels")
     node.HideFromEditorsOn()
     if image is not None:
-        from BoneOligoMetLib.coords import array_from_image
-
-        array, matrix = array_from_image(image)
-        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
-        slicer.util.updateVolumeFromArray(node, array)
+        volumeNodeFromImage(image, "", node=node)
     return node
 
 

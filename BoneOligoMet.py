@@ -212,8 +212,8 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onReload(self) -> None:
         """Developer mode's Reload: the helper package first, so that its edits take effect too."""
-        importlib.reload(background)
-        importlib.reload(dependencies)
+        for helper in (mrml, tables, display, export, background, dependencies):  # imports first
+            importlib.reload(helper)
         ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:

@@ -18,9 +18,7 @@ packages are checked and, after asking, installed by ``BoneOligoMetSlicer.depend
 import importlib
 import json
 import logging
-import numbers
 import os
-import shutil
 from typing import Annotated, Optional
 
 import qt
@@ -42,7 +40,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from BoneOligoMetSlicer import background, dependencies
+from BoneOligoMetSlicer import background, dependencies, display, export, mrml, tables
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 RESOURCES_DIR = os.path.join(MODULE_DIR, "Resources")
@@ -51,20 +49,24 @@ SAMPLE_NAME = "BoneOligoMet synthetic patient"
 SAMPLE_SEED = 3  # a small synthetic patient with three lesions and necrotic/calcified parts
 SAMPLE_LESIONS = ("osteolytic_metastasis", "mixed_metastasis", "healing_fracture")
 SUBTYPES = ("unknown", "HR+", "HER2+", "triple-negative")
-SEGMENTATION_METHODS = ("petct", "pet")  # BoneOligoMetLib.segmentation: PET+CT border, plain 2.2
+SEGMENTATION_METHODS = ("petct", "pet")  # lesions.segment: PET+CT border, plain 2.2
 DEVICES = ("auto", "cpu", "cuda")
 DEMO_MODEL_STATUS = "Packaged demo model: synthetic demo model — not for clinical use"
 SEED_TAG = "BoneOligoMet.seed"  # marks segments grown from seed points (re-growing replaces them)
-# Display only: CT bone window (width, level, HU); PET SUV 0-8 shows marrow (1-2) and liver
-# (2-2.5) in the lower colours and saturates on avid lesions.
-CT_WINDOW_HU = (1800.0, 400.0)
-PET_WINDOW_SUV = (0.0, 8.0)
-PET_OPACITY = 0.5
-PROBABILITY_OPACITY = 0.6
-PATIENT_ROW = "(patient)"  # the rule table's row of patient-level checks (lesion count)
-RESULT_COLUMNS = ("segment", "lesion", "probability", "label")
-RULE_COLUMNS = ("segment", "lesion", "rule", "status", "value", "threshold", "unit", "message")
-CLINICAL_COLUMNS = ("segment", "lesion", "site", "bone_change")
+# Slicer 5.8: parameterNodeWrapper's QLabel <-> str connector (the status lines) and Python 3.9.
+MINIMUM_SLICER = (5, 8)
+MINIMUM_SLICER_TEXT = "5.8"
+DOCUMENTATION_URL = "https://github.com/BoneOligoMet/BoneOligoMet#3d-slicer"
+
+
+def unsupportedSlicerMessage() -> Optional[str]:
+    """One line when this Slicer is older than MINIMUM_SLICER, else None."""
+    version = (slicer.app.majorVersion, slicer.app.minorVersion)
+    if version >= MINIMUM_SLICER:
+        return None
+    return _("BoneOligoMet needs Slicer {needed} or later; this is Slicer {found}.").format(
+        needed=MINIMUM_SLICER_TEXT, found=f"{version[0]}.{version[1]}"
+    )
 
 
 def registerSampleData():
@@ -103,12 +105,16 @@ class BoneOligoMet(ScriptedLoadableModule):
             "oligometastases: fused PET/CT display, lesion delineation by the study's ROI rules "
             "(SUV 2.2 seed growing, rule checks), one-click classification with a probability "
             "overlay, and .nii.gz export. Research software: the packaged model is trained on "
-            "synthetic data and is not for clinical use."
-        )
+            "synthetic data and is not for clinical use. Needs Slicer {version} or later. "
+            'See the <a href="{url}">documentation</a>.'
+        ).format(version=MINIMUM_SLICER_TEXT, url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
-            "Reproduces the protocol of a published PET/CT radiomics and deep-learning study of "
-            "breast-cancer bone oligometastases; built on pyradiomics, SimpleITK and PyTorch. "
-            "The panel's structure follows Slicer's scripted-module template."
+            "Reproduces the protocol of the published study of a deep learning radiomics (DLR) "
+            "model that integrates 18F-FDG PET/CT radiomics, BasicNet deep features and "
+            "clinical and metabolic parameters to predict bone oligometastases (5 or fewer "
+            "lesions) in breast cancer (207 patients, 312 bone lesions; DLR+Complex model with a "
+            "random forest, AUC 0.990). Built on pyradiomics, SimpleITK and PyTorch; the panel "
+            "follows Slicer's scripted-module template."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
 
@@ -161,6 +167,12 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        unsupported = unsupportedSlicerMessage()
+        if unsupported:  # the panel's bindings need a newer Slicer: one line instead of errors
+            label = qt.QLabel(unsupported)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/BoneOligoMet.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -201,12 +213,13 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onReload(self) -> None:
         """Developer mode's Reload: the helper package first, so that its edits take effect too."""
-        importlib.reload(background)
-        importlib.reload(dependencies)
+        for helper in (mrml, tables, display, export, background, dependencies):  # imports first
+            importlib.reload(helper)
         ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        if self.logic is not None:
+            self.initializeParameterNode()
 
     def exit(self) -> None:
         if self._parameterNode:
@@ -321,39 +334,59 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.modelFolder = ""
 
     def onClassify(self) -> None:
+        """Installs what the classifier lacks (after asking), then classifies; both run in a
+        background process followed by a progress dialog."""
         with slicer.util.tryWithErrorDisplay(
             _("Failed to start the classification."), waitCursor=True
         ):
-            if not dependencies.confirmAndInstall():
-                return
-            self._progressDialog = slicer.util.createProgressDialog(
-                labelText=_("Starting the classifier..."),
-                windowTitle=_("BoneOligoMet: classifying lesions"),
-                autoClose=False,
-                autoReset=False,
-                windowModality=qt.Qt.WindowModal,
+            missing = dependencies.missingPackages()
+            if missing:
+                if not dependencies.confirmInstall(missing):
+                    return
+                job = dependencies.startInstall(missing, self._onProgress, self._onInstallDone)
+                if job is not None:
+                    self._follow(job, _("Installing the classifier's packages..."))
+                    return
+            job = self.logic.startClassification(
+                self._parameterNode, self._onProgress, self._onClassificationDone
             )
-            self._progressDialog.connect("canceled()", self.onCancelClassification)
-            self._job = self.logic.startClassification(
-                self._parameterNode, self._onClassificationProgress, self._onClassificationDone
-            )
-            self._update()
+            self._follow(job, _("Starting the classifier..."))
 
-    def onCancelClassification(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+    def _follow(self, job, labelText) -> None:
+        """A progress dialog for a started job (opened only once the job runs); Cancel stops it."""
+        self._job = job
+        self._progressDialog = slicer.util.createProgressDialog(
+            labelText=labelText,
+            windowTitle=_("BoneOligoMet"),
+            autoClose=False,
+            autoReset=False,
+            windowModality=qt.Qt.WindowModal,
+        )
+        self._progressDialog.connect("canceled()", job.cancel)
+        self._update()
 
-    def _onClassificationProgress(self, fraction: float, message: str) -> None:
+    def _onProgress(self, fraction: Optional[float], message: str) -> None:
         if self._progressDialog is not None:
-            self._progressDialog.value = min(99, int(100 * fraction))
+            if fraction is not None:
+                self._progressDialog.value = min(99, int(100 * fraction))
             self._progressDialog.labelText = message
 
-    def _onClassificationDone(self, job) -> None:
+    def _endJob(self) -> None:
         self._job = None
         if self._progressDialog is not None:
             self._progressDialog.close()
             self._progressDialog = None
         self._update()
+
+    def _onInstallDone(self, job) -> None:
+        self._endJob()
+        with slicer.util.tryWithErrorDisplay(_("Installing the classifier's packages failed.")):
+            dependencies.finishInstall(job)
+        if self._parameterNode is not None:  # None: the scene was closed meanwhile
+            self.onClassify()
+
+    def _onClassificationDone(self, job) -> None:
+        self._endJob()  # a closed scene cancelled the job and left no parameter node
         with slicer.util.tryWithErrorDisplay(_("Classification failed."), waitCursor=True):
             if self.logic.finishClassification(self._parameterNode, job) is None:
                 slicer.util.showStatusMessage(_("Classification cancelled."), 5000)
@@ -395,39 +428,17 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
-    """MRML <-> SimpleITK conversion and calls into BoneOligoMetLib; usable without the GUI."""
+    """MRML <-> library calls (conversions in ``BoneOligoMetSlicer``); usable without the GUI."""
 
     def getParameterNode(self):
         return BoneOligoMetParameterNode(super().getParameterNode())
-
-    # --- images ----------------------------------------------------------------------------
-
-    @staticmethod
-    def imageFromVolumeNode(volumeNode):
-        """A SimpleITK image (LPS geometry) holding a copy of the volume node's voxels."""
-        from BoneOligoMetLib.io.coords import image_from_array
-
-        return image_from_array(slicer.util.arrayFromVolume(volumeNode), _ijkToRas(volumeNode))
-
-    @staticmethod
-    def volumeNodeFromImage(image, name, labelMap=False, node=None):
-        """``image`` at its physical place in a new volume node, or replacing ``node``'s voxels."""
-        from BoneOligoMetLib.io.coords import array_from_image
-
-        array, ijkToRas = array_from_image(image)
-        if node is None:
-            nodeClass = "vtkMRMLLabelMapVolumeNode" if labelMap else "vtkMRMLScalarVolumeNode"
-            return slicer.util.addVolumeFromArray(array, ijkToRas, name, nodeClass)
-        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRas))
-        slicer.util.updateVolumeFromArray(node, array)
-        return node
 
     def _images(self, parameterNode):
         if not (parameterNode.ctVolume and parameterNode.petVolume):
             raise ValueError(_("Select a CT volume and a PET volume in SUV."))
         return (
-            self.imageFromVolumeNode(parameterNode.ctVolume),
-            self.imageFromVolumeNode(parameterNode.petVolume),
+            mrml.imageFromVolumeNode(parameterNode.ctVolume),
+            mrml.imageFromVolumeNode(parameterNode.petVolume),
         )
 
     def _liverLps(self, parameterNode):
@@ -452,8 +463,8 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
         patient = generate_patient(seed, "small", lesion_types=list(SAMPLE_LESIONS))
         name = f"{patient.patient_id} synthetic"
-        parameterNode.ctVolume = self.volumeNodeFromImage(patient.ct, f"{name} CT")
-        parameterNode.petVolume = self.volumeNodeFromImage(patient.suv, f"{name} PET SUV")
+        parameterNode.ctVolume = mrml.volumeNodeFromImage(patient.ct, f"{name} CT")
+        parameterNode.petVolume = mrml.volumeNodeFromImage(patient.suv, f"{name} PET SUV")
         liver = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Liver reference")
         liver.AddControlPoint(*lps_to_ras(patient.liver_seed_lps_mm), "liver")
         seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Lesion seeds")
@@ -466,18 +477,10 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         parameterNode.subtype = patient.clinical.subtype
         parameterNode.segmentation = None
         self.ensureSegmentation(parameterNode)
-        rows = [
-            {
-                "segment": f"Lesion {record['lesion_label']}",
-                "lesion": record["lesion_label"],
-                "site": record["site"],
-                "bone_change": record["bone_change"],
-            }
-            for record in patient.lesion_records()
-        ]
-        _fillTable(
-            self._table(parameterNode, "lesionClinicalTable", "clinical"), rows, CLINICAL_COLUMNS
-        )
+        records = {record["lesion_label"]: record for record in patient.lesion_records()}
+        table = mrml.ensureTable(parameterNode, "lesionClinicalTable", "clinical")
+        table.RemoveAllColumns()
+        tables.fillClinical(table, [f"Lesion {label}" for label in records], records)
         if showResult:
             self.showFusedPetCt(parameterNode)
         return patient
@@ -493,7 +496,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
             injection_time=parameterNode.suvInjectionTime.strip() or None,
         )
         name = f"{os.path.basename(os.path.normpath(folder))} SUV"
-        parameterNode.petVolume = self.volumeNodeFromImage(image, name)
+        parameterNode.petVolume = mrml.volumeNodeFromImage(image, name)
         for source in parameters.provenance:
             logging.info(f"BoneOligoMet SUV: {source}")
         return (
@@ -502,25 +505,9 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
     def showFusedPetCt(self, parameterNode) -> None:
         """CT grey background (bone window), PET foreground (PET heat, SUV window), linked views."""
-        ct, pet = parameterNode.ctVolume, parameterNode.petVolume
-        if not (ct and pet):
+        if not (parameterNode.ctVolume and parameterNode.petVolume):
             raise ValueError(_("Select a CT volume and a PET volume in SUV."))
-        ctDisplay = _displayNode(ct)
-        ctDisplay.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
-        ctDisplay.AutoWindowLevelOff()
-        ctDisplay.SetWindowLevel(*CT_WINDOW_HU)
-        petDisplay = _displayNode(pet)
-        petColor = slicer.vtkMRMLColorLogic.GetPETColorNodeID(
-            slicer.vtkMRMLPETProceduralColorNode.PETheat
-        )
-        petDisplay.SetAndObserveColorNodeID(petColor)
-        petDisplay.AutoWindowLevelOff()
-        petDisplay.SetWindowLevelMinMax(*PET_WINDOW_SUV)
-        slicer.util.setSliceViewerLayers(
-            background=ct, foreground=pet, foregroundOpacity=PET_OPACITY, fit=True
-        )
-        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
-            composite.SetLinkedControl(True)
+        display.showFusedPetCt(parameterNode.ctVolume, parameterNode.petVolume)
 
     def ensureSegmentation(self, parameterNode):
         """The lesion segmentation, created on the CT's geometry when there is none."""
@@ -529,6 +516,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
                 raise ValueError(_("Select a CT volume first."))
             node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
             node.CreateDefaultDisplayNodes()
+            node.GetDisplayNode().SetOpacity2DFill(0.0)  # outlines: PET and overlay stay legible
             node.SetReferenceImageGeometryParameterFromVolumeNode(parameterNode.ctVolume)
             parameterNode.segmentation = node
         return parameterNode.segmentation
@@ -540,49 +528,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
         Returns (SimpleITK image, segment IDs in label order).
         """
-        segmentation = parameterNode.segmentation
-        if segmentation is None or segmentation.GetSegmentation().GetNumberOfSegments() == 0:
-            raise ValueError(_("The lesion segmentation has no segments."))
-        segmentIds = vtk.vtkStringArray()
-        segmentation.GetSegmentation().GetSegmentIDs(segmentIds)
-        labelmap = self._exportLabelmap(segmentation, segmentIds, parameterNode.ctVolume)
-        try:
-            image = self.imageFromVolumeNode(labelmap)
-        finally:
-            slicer.mrmlScene.RemoveNode(labelmap)
-        return image, [segmentIds.GetValue(i) for i in range(segmentIds.GetNumberOfValues())]
-
-    @staticmethod
-    def _exportLabelmap(segmentation, segmentIds, referenceVolume):
-        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-        if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
-            segmentation,
-            segmentIds,
-            labelmap,
-            referenceVolume,
-            slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
-        ):
-            slicer.mrmlScene.RemoveNode(labelmap)
-            raise RuntimeError(_("Could not export the segmentation on the CT grid."))
-        return labelmap
-
-    def _importLabels(self, image, segmentation, segmentIds) -> None:
-        """Label i+1 of ``image`` becomes the content of segment ``segmentIds[i]``."""
-        labelmap = self.volumeNodeFromImage(image, "BoneOligoMet labels", labelMap=True)
-        ids = vtk.vtkStringArray()
-        for segmentId in segmentIds:
-            ids.InsertNextValue(segmentId)
-        try:
-            if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(
-                labelmap, segmentation, ids
-            ):
-                raise RuntimeError(_("Could not update the segmentation from the label image."))
-        finally:
-            slicer.mrmlScene.RemoveNode(labelmap)
-
-    def _segmentName(self, segmentation, segmentId) -> str:
-        segment = segmentation.GetSegmentation().GetSegment(segmentId)
-        return segment.GetName() if segment is not None else segmentId
+        return mrml.lesionImage(parameterNode.segmentation, parameterNode.ctVolume)
 
     def segmentFromSeeds(self, parameterNode):
         """One segment per seed point: SUV >= 2.2 grown within bone (lesions.segment).
@@ -602,49 +548,32 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         grown = segment_lesions(
             ct, suv, points, skip_failed=True, method=parameterNode.segmentationMethod
         )
-        segmentation = self.ensureSegmentation(parameterNode).GetSegmentation()
-        for index in reversed(range(segmentation.GetNumberOfSegments())):
-            segmentId = segmentation.GetNthSegmentID(index)
-            if segmentation.GetSegment(segmentId).HasTag(SEED_TAG):
-                segmentation.RemoveSegment(segmentId)
-        newIds, problems = [], []
+        grownSeeds, problems = [], []  # label i+1 of grown.labels: the i-th seed that grew alone
         for number, outcome in enumerate(grown.seeds, 1):
+            name = seeds.GetNthControlPointLabel(number - 1)
             if outcome.label is None:
-                problems.append(f"{seeds.GetNthControlPointLabel(number - 1)}: {outcome.error}")
+                problems.append(f"{name}: {outcome.error}")
             elif not outcome.merged:
-                name = seeds.GetNthControlPointLabel(number - 1) or f"Lesion {number}"
-                segmentId = segmentation.AddEmptySegment("", name)
-                segmentation.GetSegment(segmentId).SetTag(SEED_TAG, str(number))
-                newIds.append(segmentId)
-        if newIds:
-            self._importLabels(grown.labels, parameterNode.segmentation, newIds)
+                grownSeeds.append((str(number), name or f"Lesion {number}"))
+        segmentation = self.ensureSegmentation(parameterNode)
+        mrml.replaceTaggedSegments(segmentation, SEED_TAG, grown.labels, grownSeeds)
         self.updateLesionClinicalTable(parameterNode)
         return problems
 
-    def checkRules(self, parameterNode):
-        """The study's ROI rules per lesion (BoneOligoMetLib.lesions.rules) into the rule table."""
+    def _assess(self, parameterNode):
+        """The library's ROI-rule report on the segmentation; (report, lesions, segment IDs)."""
         from BoneOligoMetLib.lesions.rules import assess_lesions
 
         ct, suv = self._images(parameterNode)
         lesions, segmentIds = self.lesionImage(parameterNode)
-        report = assess_lesions(ct, suv, lesions, liver_seed_lps=self._liverLps(parameterNode))
-        segmentation = parameterNode.segmentation
-        rows = [
-            {
-                "segment": PATIENT_ROW
-                if check.lesion is None
-                else self._segmentName(segmentation, segmentIds[check.lesion - 1]),
-                "lesion": check.lesion,
-                "rule": check.rule,
-                "status": check.status,
-                "value": check.value,
-                "threshold": check.threshold,
-                "unit": check.unit,
-                "message": check.message,
-            }
-            for check in report.checks
-        ]
-        _fillTable(self._table(parameterNode, "ruleTable", "ROI rules"), rows, RULE_COLUMNS)
+        liver = self._liverLps(parameterNode)
+        return assess_lesions(ct, suv, lesions, liver_seed_lps=liver), lesions, segmentIds
+
+    def checkRules(self, parameterNode):
+        """The study's ROI rules per lesion (BoneOligoMetLib.lesions.rules) into the rule table."""
+        report, _lesions, segmentIds = self._assess(parameterNode)
+        names = [mrml.segmentName(parameterNode.segmentation, i) for i in segmentIds]
+        tables.fillRules(mrml.ensureTable(parameterNode, "ruleTable", "ROI rules"), report, names)
         self.updateLesionClinicalTable(parameterNode)
         return report
 
@@ -655,69 +584,41 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         10 % or less stay out.
         """
         from BoneOligoMetLib.lesions.parts import include_parts
-        from BoneOligoMetLib.lesions.rules import assess_lesions
 
-        if segmentName == PATIENT_ROW:
+        if segmentName == tables.PATIENT_ROW:
             segmentName = None
-        ct, suv = self._images(parameterNode)
-        lesions, segmentIds = self.lesionImage(parameterNode)
-        report = assess_lesions(ct, suv, lesions, liver_seed_lps=self._liverLps(parameterNode))
+        report, lesions, segmentIds = self._assess(parameterNode)
         segmentation = parameterNode.segmentation
         labels = [
             label
             for label, segmentId in enumerate(segmentIds, 1)
-            if segmentName in (None, self._segmentName(segmentation, segmentId))
+            if segmentName in (None, mrml.segmentName(segmentation, segmentId))
         ]
-        parts = [report.parts[label] for label in labels if label in report.parts]
-        self._importLabels(include_parts(lesions, parts), segmentation, segmentIds)
+        labels = [label for label in labels if label in report.parts]
+        if labels:  # only the lesions that get parts are written back
+            grown = include_parts(lesions, [report.parts[label] for label in labels])
+            ids = [i if label in labels else "" for label, i in enumerate(segmentIds, 1)]
+            mrml.importLabels(grown, segmentation, ids)
         return self.checkRules(parameterNode)
 
     def jumpToLesion(self, parameterNode, segmentName) -> bool:
         """Centres the slice views on a lesion (segment name); False when there is none."""
-        segmentation = parameterNode.segmentation
-        if not segmentName or segmentation is None:
-            return False
-        segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName(segmentName)
-        if not segmentId:
-            return False
-        centre = segmentation.GetSegmentCenterRAS(segmentId)
-        if centre is None:
-            return False
-        slicer.vtkMRMLSliceNode.JumpAllSlices(
-            slicer.mrmlScene, *centre, slicer.vtkMRMLSliceNode.CenteredJumpSlice
-        )
-        return True
+        return display.jumpToSegment(parameterNode.segmentation, segmentName)
 
     def updateLesionClinicalTable(self, parameterNode) -> None:
         """One row per segment (site, bone change), keeping what was typed for each segment.
 
         A new lesion's bone change starts from its CT appearance (mean HU).
         """
-        table = self._table(parameterNode, "lesionClinicalTable", "clinical")
+        table = mrml.ensureTable(parameterNode, "lesionClinicalTable", "clinical")
         segmentation = parameterNode.segmentation
         if segmentation is None:
             return
-        known = {row["segment"]: row for row in _readTable(table)}
-        segments = segmentation.GetSegmentation()
-        names = [
-            segments.GetSegment(segments.GetNthSegmentID(index)).GetName()
-            for index in range(segments.GetNumberOfSegments())
-        ]
-        defaults = {}
-        if any(name not in known for name in names):
+        names = [mrml.segmentName(segmentation, i) for i in mrml.segmentIds(segmentation)]
+        defaults = None
+        if tables.newSegments(table, names):
             defaults = self._clinicalDefaults(parameterNode)
-        rows = []
-        for label, name in enumerate(names, 1):
-            row = known.get(name) or defaults.get(label, {})
-            rows.append(
-                {
-                    "segment": name,
-                    "lesion": label,
-                    "site": row.get("site", ""),
-                    "bone_change": row.get("bone_change", ""),
-                }
-            )
-        _fillTable(table, rows, CLINICAL_COLUMNS)
+        tables.fillClinical(table, names, defaults)
 
     def _clinicalDefaults(self, parameterNode):
         """{label: {"bone_change": ...}} from each lesion's mean HU, by the library's rule (the
@@ -726,11 +627,10 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         from BoneOligoMetLib.errors import BoneOligoMetError
         from BoneOligoMetLib.lesions.metabolic import metabolic_table
 
-        ct, suv = self._images(parameterNode)
-        lesions, _segmentIds = self.lesionImage(parameterNode)
         try:
-            lesions = metabolic_table(suv, lesions, ct=ct)
-        except BoneOligoMetError as error:  # e.g. only empty segments: no defaults, no harm
+            ct, suv = self._images(parameterNode)
+            lesions = metabolic_table(suv, self.lesionImage(parameterNode)[0], ct=ct)
+        except (BoneOligoMetError, mrml.SegmentOverlapError) as error:  # no defaults, no harm
             logging.info(f"BoneOligoMet: no clinical defaults ({error})")
             return {}
         return {
@@ -745,10 +645,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         if parameterNode.subtype != "unknown":
             values["subtype"] = parameterNode.subtype
         if parameterNode.lesionClinicalTable is not None:
-            for row in _readTable(parameterNode.lesionClinicalTable):
-                for key in ("site", "bone_change"):
-                    if row.get(key):
-                        values.setdefault(key, {})[int(row["lesion"])] = row[key]
+            values.update(tables.clinicalValues(parameterNode.lesionClinicalTable))
         return values
 
     # --- classification --------------------------------------------------------------------
@@ -763,20 +660,11 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         """Lines of Resources/requirements.txt that this Slicer's Python does not satisfy."""
         return dependencies.missingPackages()
 
-    @staticmethod
-    def installPlan(requirements):
-        """How each missing requirement would be installed (for the question to the user)."""
-        return dependencies.installPlan(requirements)
+    def startClassification(self, parameterNode, onProgress=None, onCompleted=None):
+        """Classifies the segmentation's lesions in a background process; returns the job.
 
-    def installClassifierPackages(self, requirements) -> None:
-        """Installs ``requirements`` (the user agreed) without replacing Slicer's own packages.
-
-        torch through the PyTorch extension, pyradiomics only from SlicerRadiomics, the rest from
-        pip with Slicer's own packages pinned (``BoneOligoMetSlicer.dependencies``).
+        ``onCompleted(job)`` is called on the GUI thread; pass the job to finishClassification.
         """
-        dependencies.installPackages(requirements)
-
-    def _classificationInputs(self, parameterNode):
         ct, suv = self._images(parameterNode)
         self.updateLesionClinicalTable(parameterNode)
         lesions, segmentIds = self.lesionImage(parameterNode)
@@ -787,68 +675,38 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
             "liver_seed_lps_mm": list(liver) if liver else None,
             "device": parameterNode.device,
         }
-        return ct, suv, lesions, segmentIds, job
-
-    def startClassification(self, parameterNode, onProgress=None, onCompleted=None):
-        """Classifies the segmentation's lesions in a background process; returns the job.
-
-        ``onCompleted(job)`` is called on the GUI thread; pass the job to finishClassification.
-        """
-        from BoneOligoMetLib.io.images import write_image
-
-        ct, suv, lesions, segmentIds, job = self._classificationInputs(parameterNode)
-        folder = slicer.util.tempDirectory("BoneOligoMet-classify-")
-        for role, image in (("ct", ct), ("suv", suv), ("lesions", lesions)):
-            write_image(image, os.path.join(folder, f"{role}.nrrd"), compress=False)
-            job[role] = f"{role}.nrrd"
-        with open(os.path.join(folder, "job.json"), "w", encoding="utf-8") as handle:
-            json.dump(job, handle, indent=1)
+        images = {"ct": ct, "suv": suv, "lesions": lesions}
+        running = background.startClassification(images, job, segmentIds, onProgress, onCompleted)
         parameterNode.deviceStatus = _("Running ({device})...").format(device=job["device"])
-        return background.startWorker(folder, segmentIds, job["device"], onProgress, onCompleted)
+        return running
 
     def finishClassification(self, parameterNode, job):
-        """Shows a finished job's results; None when it was cancelled, an error when it failed."""
-        from BoneOligoMetLib.io.images import read_image
+        """Shows a finished job's results; None when it was cancelled, an error when it failed.
 
+        ``parameterNode`` None (the scene was closed, which cancels the job): nothing is shown.
+        """
         try:
-            if job.cancelled:
-                parameterNode.deviceStatus = _("Cancelled.")
-                return None
-            if job.returnCode != 0 or job.resultFile is None:
+            result = background.readResult(job)
+        except RuntimeError:
+            if parameterNode is not None:
                 parameterNode.deviceStatus = _("Failed.")
-                detail = job.errorMessage or "\n".join(job.log[-10:])
-                raise RuntimeError(f"The classifier stopped (status {job.returnCode}): {detail}")
-            with open(job.resultFile, encoding="utf-8") as handle:
-                summary = json.load(handle)
-            overlay = read_image(os.path.join(job.folder, summary["overlay"]))
-            self._showClassification(parameterNode, summary, overlay, job.segmentIds)
-            return summary
-        finally:
-            shutil.rmtree(job.folder, ignore_errors=True)
+            raise
+        if result is None or parameterNode is None:
+            if parameterNode is not None:
+                parameterNode.deviceStatus = _("Cancelled.")
+            return None
+        summary, overlay = result
+        self._showClassification(parameterNode, summary, overlay, job.segmentIds)
+        return summary
 
     def _showClassification(self, parameterNode, summary, overlay, segmentIds) -> None:
         """Results table (lesion, probability, label at threshold, metabolics, rule flags) and
         the probability overlay over the CT with its colour legend."""
-        segmentation = parameterNode.segmentation
-        rows = []
-        for result in summary["rows"]:
-            label = int(result["lesion_label"])
-            row = {
-                "segment": self._segmentName(segmentation, segmentIds[label - 1]),
-                "lesion": label,
-                "probability": result["probability"],
-                "label": result["verdict"],
-            }
-            row.update(
-                (key, value)
-                for key, value in result.items()
-                if key not in ("lesion_label", "probability", "malignant", "verdict")
-            )
-            rows.append(row)
-        table = self._table(parameterNode, "resultsTable", "results")
-        _fillTable(table, rows, RESULT_COLUMNS)
-        for key in ("bundle_name", "threshold", "device", "synthetic", "warning"):
-            table.SetAttribute(f"BoneOligoMet.{key}", str(summary[key]))
+        names = [mrml.segmentName(parameterNode.segmentation, i) for i in segmentIds]
+        table = mrml.ensureTable(parameterNode, "resultsTable", "results")
+        tables.fillResults(table, summary["rows"], names)
+        model = {key: summary[key] for key in export.SUMMARY_KEYS}
+        table.SetAttribute(export.SUMMARY_ATTRIBUTE, json.dumps(model))
         status = _("Model: {name}, threshold {threshold:.3g}").format(
             name=summary["bundle_name"], threshold=summary["threshold"]
         )
@@ -856,47 +714,11 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
             status += f"\n{summary['warning'] or DEMO_MODEL_STATUS}"
         parameterNode.modelStatus = status
         parameterNode.deviceStatus = _("Ran on {device}").format(device=summary["device"])
-        volume = self.volumeNodeFromImage(
-            overlay,
-            "BoneOligoMet malignancy probability",
-            node=parameterNode.probabilityVolume,
+        volume = mrml.volumeNodeFromImage(
+            overlay, "BoneOligoMet malignancy probability", node=parameterNode.probabilityVolume
         )
         parameterNode.probabilityVolume = volume
-        self._showProbability(volume, parameterNode.ctVolume)
-
-    def _probabilityColorNode(self):
-        """Green (0, benign) - yellow (0.5) - red (1, malignant) colour table for the overlay."""
-        name = "BoneOligoMet probability"
-        node = slicer.mrmlScene.GetFirstNodeByName(name)
-        if node is not None and node.IsA("vtkMRMLProceduralColorNode"):
-            return node
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLProceduralColorNode", name)
-        node.SetAttribute("Category", "BoneOligoMet")
-        transfer = node.GetColorTransferFunction()
-        transfer.RemoveAllPoints()
-        transfer.AddRGBPoint(0.0, 0.1, 0.7, 0.2)
-        transfer.AddRGBPoint(0.5, 1.0, 0.9, 0.1)
-        transfer.AddRGBPoint(1.0, 0.9, 0.1, 0.1)
-        return node
-
-    def _showProbability(self, volume, ctVolume) -> None:
-        display = _displayNode(volume)
-        display.SetAndObserveColorNodeID(self._probabilityColorNode().GetID())
-        display.AutoWindowLevelOff()
-        display.SetWindowLevelMinMax(0.0, 1.0)
-        display.SetLowerThreshold(1e-6)  # voxels outside every lesion (0) stay transparent
-        display.SetUpperThreshold(1.0)
-        display.ApplyThresholdOn()
-        colors = slicer.modules.colors.logic()
-        legend = colors.GetColorLegendDisplayNode(volume)
-        if legend is None:
-            legend = colors.AddDefaultColorLegendDisplayNode(volume)
-        legend.SetTitleText("Malignancy probability")
-        legend.SetLabelFormat("%.2f")
-        legend.SetVisibility(True)
-        slicer.util.setSliceViewerLayers(
-            background=ctVolume, foreground=volume, foregroundOpacity=PROBABILITY_OPACITY
-        )
+        display.showProbability(volume, parameterNode.ctVolume)
 
     # --- export ----------------------------------------------------------------------------
 
@@ -907,131 +729,21 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         asked, ct.nii.gz, suv.nii.gz, probability.nii.gz, and the panel's tables as CSV
         (results.csv with classification.json, rules.csv, clinical.csv).
         """
-        from BoneOligoMetLib.io.images import write_image
-
-        folder = parameterNode.exportFolder
-        if not folder or parameterNode.ctVolume is None:
+        node = parameterNode
+        if not node.exportFolder or node.ctVolume is None:
             raise ValueError(_("Choose an export folder and a CT volume."))
-        os.makedirs(folder, exist_ok=True)
-        images = [("ct", parameterNode.ctVolume), ("suv", parameterNode.petVolume)]
-        images.append(("probability", parameterNode.probabilityVolume))
-        written = []
-        for name, node in images:
-            if node is not None:
-                path = os.path.join(folder, f"{name}.nii.gz")
-                written.append(write_image(self.imageFromVolumeNode(node), path))
-        segmentation = parameterNode.segmentation
-        if segmentation is not None and segmentation.GetSegmentation().GetNumberOfSegments():
-            lesions, segmentIds = self.lesionImage(parameterNode)
-            written.append(write_image(lesions, os.path.join(folder, "lesions.nii.gz")))
-            for label, segmentId in enumerate(segmentIds, 1):
-                if not parameterNode.exportPerLesion:
-                    break
-                ids = vtk.vtkStringArray()
-                ids.InsertNextValue(segmentId)
-                labelmap = self._exportLabelmap(segmentation, ids, parameterNode.ctVolume)
-                try:
-                    path = os.path.join(folder, f"lesion_{label:02d}.nii.gz")
-                    written.append(write_image(self.imageFromVolumeNode(labelmap), path))
-                finally:
-                    slicer.mrmlScene.RemoveNode(labelmap)
-        tables = [
-            ("results", parameterNode.resultsTable),
-            ("rules", parameterNode.ruleTable),
-            ("clinical", parameterNode.lesionClinicalTable),
-        ]
-        for name, table in tables:
-            if table is not None and table.GetNumberOfRows():
-                written.append(_writeCsv(table, os.path.join(folder, f"{name}.csv")))
-        if parameterNode.resultsTable is not None and parameterNode.resultsTable.GetNumberOfRows():
-            summary = {
-                key: parameterNode.resultsTable.GetAttribute(f"BoneOligoMet.{key}")
-                for key in ("bundle_name", "threshold", "device", "synthetic", "warning")
-            }
-            path = os.path.join(folder, "classification.json")
-            with open(path, "w", encoding="utf-8") as handle:
-                json.dump(summary, handle, indent=1)
-            written.append(path)
-        logging.info(f"BoneOligoMet: exported {len(written)} files to {folder}")
-        return [str(path) for path in written]
-
-    def _table(self, parameterNode, attribute, title):
-        """The parameter node's table ``attribute``, created when missing."""
-        table = getattr(parameterNode, attribute)
-        if table is None:
-            table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"BoneOligoMet {title}")
-            setattr(parameterNode, attribute, table)
-        return table
-
-
-# --- helpers: MRML tables and matrices ------------------------------------------------------------
-
-
-def _ijkToRas(volumeNode):
-    matrix = vtk.vtkMatrix4x4()
-    volumeNode.GetIJKToRASMatrix(matrix)
-    return slicer.util.arrayFromVTKMatrix(matrix)
-
-
-def _displayNode(volumeNode):
-    if volumeNode.GetDisplayNode() is None:
-        volumeNode.CreateDefaultDisplayNodes()
-    return volumeNode.GetDisplayNode()
-
-
-def _fillTable(tableNode, rows, firstColumns=()):
-    """Replaces a table node's content by ``rows`` (dicts); ``firstColumns`` come first.
-
-    A column of whole numbers is an integer column, of other numbers a double column (empty =
-    NaN), anything else text.
-    """
-    columns = list(firstColumns)
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
-    tableNode.RemoveAllColumns()
-    for name in columns:
-        values = [row.get(name) for row in rows]
-        given = [value for value in values if value is not None]
-        numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in given)
-        if numeric and given and all(isinstance(v, numbers.Integral) for v in given):
-            array = vtk.vtkIntArray()
-            convert = int
-        elif numeric and given:
-            array = vtk.vtkDoubleArray()
-            convert = float
-        else:
-            array = vtk.vtkStringArray()
-            convert = str
-        array.SetName(name)
-        for value in values:
-            if value is None:
-                array.InsertNextValue(
-                    "" if convert is str else (0 if convert is int else float("nan"))
-                )
-            else:
-                array.InsertNextValue(convert(value))
-        tableNode.AddColumn(array)
-    tableNode.Modified()
-
-
-def _readTable(tableNode):
-    """A table node's rows as dicts of cell text."""
-    names = [tableNode.GetColumnName(c) for c in range(tableNode.GetNumberOfColumns())]
-    return [
-        {name: tableNode.GetCellText(r, c) for c, name in enumerate(names)}
-        for r in range(tableNode.GetNumberOfRows())
-    ]
-
-
-def _writeCsv(tableNode, path):
-    import csv
-
-    rows = _readTable(tableNode)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+        volumes = {"ct": node.ctVolume, "suv": node.petVolume}
+        volumes["probability"] = node.probabilityVolume
+        tables = {"results": node.resultsTable, "rules": node.ruleTable}
+        tables["clinical"] = node.lesionClinicalTable
+        return export.exportCase(
+            node.exportFolder,
+            volumes,
+            node.segmentation,
+            node.ctVolume,
+            node.exportPerLesion,
+            tables,
+        )
 
 
 class BoneOligoMetTest(ScriptedLoadableModuleTest):
@@ -1054,18 +766,18 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         volume = np.arange(20 * 30 * 40, dtype=np.float32).reshape(20, 30, 40)
-        ijkToRas = np.diag([-4.0, -4.0, 4.0, 1.0])  # LPS-aligned axes, as from a DICOM PET
-        ijkToRas[:3, 3] = (100.0, 80.0, -300.0)
+        c, s = np.cos(0.3), np.sin(0.3)  # an oblique grid: 0.3 rad about the S axis
+        ijkToRas = np.array([[-4 * c, 4 * s, 0, 100], [-4 * s, -4 * c, 0, 80], [0, 0, 4, -300]])
+        ijkToRas = np.vstack([ijkToRas, [0, 0, 0, 1]])
         node = slicer.util.addVolumeFromArray(volume, ijkToRas, "SUV")
-        logic = BoneOligoMetLogic()
-        image = logic.imageFromVolumeNode(node)
-        # Voxel (i=15, j=15, k=10) at RAS = origin + diag * index; LPS negates x and y.
-        ras = np.array([100.0 - 4.0 * 15, 80.0 - 4.0 * 15, -300.0 + 4.0 * 10])
+        image = mrml.imageFromVolumeNode(node)
+        # Voxel (i=15, j=15, k=10) at RAS = matrix @ index; LPS negates x and y.
+        ras = ijkToRas @ [15, 15, 10, 1]
         lps = image.TransformIndexToPhysicalPoint((15, 15, 10))
         np.testing.assert_allclose(lps, [-ras[0], -ras[1], ras[2]], atol=1e-6)
-        back = logic.volumeNodeFromImage(image, "roundtrip")
+        back = mrml.volumeNodeFromImage(image, "roundtrip")
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(back), volume)
-        np.testing.assert_allclose(_ijkToRas(back), _ijkToRas(node))
+        np.testing.assert_allclose(mrml.ijkToRas(back), ijkToRas, atol=1e-9)
         self.delayDisplay("RAS/LPS round trip passed")
 
     def test_ReadingWorkflow(self):
@@ -1081,9 +793,8 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
         source.customDownloader(source)  # what Sample Data's button does: generated, not downloaded
         logic = BoneOligoMetLogic()
         node = logic.getParameterNode()
-        self.assertIsNotNone(node.ctVolume)
-        self.assertIsNotNone(node.petVolume)
         self.assertEqual(node.seedPoints.GetNumberOfControlPoints(), len(SAMPLE_LESIONS))
+        nodesBefore = _temporaryNodeCounts()
         self.delayDisplay("Synthetic patient loaded")
 
         problems = logic.segmentFromSeeds(node)
@@ -1095,10 +806,10 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
         self.delayDisplay(f"{segments} lesions grown from seeds")
 
         report = logic.checkRules(node)
-        rules = _readTable(node.ruleTable)
+        rules = mrml.readTable(node.ruleTable)
         self.assertEqual(len(rules), len(report.checks))
         self.assertEqual({row["status"] for row in rules} - {"pass", "warn", "info"}, set())
-        self.assertEqual(rules[0]["rule"], "lesion_count")
+        self.assertEqual((rules[0]["rule"], rules[0]["lesion"]), ("lesion_count", ""))
         before = _arrayOf(logic.lesionImage(node)[0])
         logic.includeParts(node)
         after = _arrayOf(logic.lesionImage(node)[0])
@@ -1116,17 +827,20 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
             job.wait(timeoutSeconds=900)
             summary = logic.finishClassification(node, job)
             self.assertIsNotNone(summary, job.errorMessage or "\n".join(job.log[-10:]))
-            results = _readTable(node.resultsTable)
+            results = mrml.readTable(node.resultsTable)
             self.assertEqual(len(results), segments)
-            for row in results:
-                self.assertTrue(0.0 <= float(row["probability"]) <= 1.0)
-                self.assertIn(row["label"], ("malignant", "benign"))
+            for row in results:  # a lesion outside the model's domain gets no probability
+                if row["probability"]:
+                    self.assertTrue(0.0 <= float(row["probability"]) <= 1.0)
+                    self.assertIn(row["label"], ("malignant", "benign"))
+                else:
+                    self.assertEqual(row["label"], "outside model domain")
             self.assertTrue(summary["synthetic"])
             self.assertIn("not for clinical use", node.modelStatus)
-            display = node.probabilityVolume.GetDisplayNode()
-            self.assertEqual(display.GetColorNodeID(), logic._probabilityColorNode().GetID())
+            overlayDisplay = node.probabilityVolume.GetDisplayNode()
+            colorNode = display.probabilityColorNode()
+            self.assertEqual(overlayDisplay.GetColorNodeID(), colorNode.GetID())
             legend = slicer.modules.colors.logic().GetColorLegendDisplayNode(node.probabilityVolume)
-            self.assertIsNotNone(legend)
             self.assertTrue(legend.GetVisibility())
             self.delayDisplay(f"Classified on {summary['device']}")
 
@@ -1135,7 +849,7 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
             node.exportPerLesion = True
             written = logic.exportCase(node)
             self.assertIn(os.path.join(folder, "lesions.nii.gz"), written)
-            ct = logic.imageFromVolumeNode(node.ctVolume)
+            ct = mrml.imageFromVolumeNode(node.ctVolume)
             lesions = read_image(os.path.join(folder, "lesions.nii.gz"))
             self.assertEqual(lesions.GetSize(), ct.GetSize())
             np.testing.assert_allclose(lesions.GetOrigin(), ct.GetOrigin(), atol=1e-4)
@@ -1147,6 +861,17 @@ class BoneOligoMetTest(ScriptedLoadableModuleTest):
                 single = read_image(os.path.join(folder, f"lesion_{label:02d}.nii.gz"))
                 self.assertEqual(set(np.unique(_arrayOf(single)).tolist()), {0, 1})
         self.delayDisplay("Export read back: CT grid and labels 1..n")
+        self.assertEqual(_temporaryNodeCounts(), nodesBefore, "nodes left behind")
+
+
+def _temporaryNodeCounts():
+    """Nodes that temporary labelmaps would leave behind if not removed (the self-test's check)."""
+    classes = (
+        "vtkMRMLColorTableNode",
+        "vtkMRMLLabelMapVolumeNode",
+        "vtkMRMLLabelMapVolumeDisplayNode",
+    )
+    return {name: slicer.mrmlScene.GetNumberOfNodesByClass(name) for name in classes}
 
 
 def _arrayOf(image):

@@ -15,12 +15,13 @@ $(BIN)/python:
 # Re-install when the project's dependency list changes. pyradiomics 3.0.1 has no wheel for
 # current Pythons and its sdist fails under pip's build isolation: build it against the venv's
 # numpy first (--no-build-isolation), then the project finds it satisfied. PyTorch is pinned to
-# the CPU build first: a looser spec on a machine without torch pulls a multi-GB CUDA build.
+# the CPU build first: a looser spec on a machine without torch pulls a multi-GB CUDA build. The
+# `slicer` extra is Slicer's MRML from PyPI (slicer-core) for the Slicer module's tests.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet numpy versioneer setuptools wheel
 	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==3.0.1
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,slicer]'
 	touch $@
 
 install: $(STAMP)

@@ -2,15 +2,20 @@
 
 torch comes through the PyTorch extension's PyTorchUtils (a build that matches the GPU driver),
 pyradiomics only from the SlicerRadiomics extension (PyPI has no wheel for Slicer's Python); the
-rest of ``Resources/requirements.txt`` from pip with Slicer's own packages pinned. Nothing is
-installed without the user's agreement.
+rest of ``Resources/requirements.txt`` from pip, in a background process whose output the panel
+shows, under a constraints file that pins Slicer's own packages and the installed torch (a
+package that needs torch, such as monai, would otherwise pull a PyPI torch over the PyTorch
+extension's build). Nothing is installed without the user's agreement.
 """
 
 import importlib.util
 import os
+import tempfile
 
 import slicer
 from slicer.i18n import tr as _
+
+from BoneOligoMetSlicer import background
 
 MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIREMENTS_FILE = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
@@ -24,8 +29,11 @@ EXTENSION_PACKAGES = {
     "pyradiomics": "install the SlicerRadiomics extension from the Extensions Manager (it "
     "builds pyradiomics for this Slicer; PyPI has no wheel for Slicer's Python)",
 }
-# Slicer's own packages, pinned to the installed version whenever anything is installed.
-PROTECTED_PACKAGES = ("numpy", "scipy", "SimpleITK", "vtk")
+# Slicer's own packages and the PyTorch extension's torch, pinned to the installed version
+# whenever anything is installed.
+PROTECTED_PACKAGES = ("numpy", "scipy", "SimpleITK", "vtk", "torch")
+# Requirements that depend on torch: pip would install a PyPI torch with them when there is none.
+NEEDS_TORCH = ("monai",)
 
 
 def missingPackages(requirementsFile=REQUIREMENTS_FILE):
@@ -47,49 +55,67 @@ def installPlan(requirements):
     return plan
 
 
-def installPackages(requirements) -> None:
+def startInstall(requirements, onProgress=None, onCompleted=None):
     """Installs ``requirements`` (the user agreed) without replacing Slicer's own packages.
 
-    What needs an extension that is not installed is reported in one error, after the rest is
-    installed.
+    torch through the PyTorch extension (its own installer), then the pip packages in a
+    background process (``onProgress(None, line)`` with pip's output, ``onCompleted(job)``);
+    returns that job, or None when there is nothing for pip. What still needs an extension is
+    in the job's ``stillMissing`` (``finishInstall`` reports it).
     """
     byName = {_requirementName(requirement): requirement for requirement in requirements}
-    needExtension = []
+    stillMissing = []
     if byName.pop("pyradiomics", None):
-        needExtension.append(EXTENSION_PACKAGES["pyradiomics"])
+        stillMissing.append(EXTENSION_PACKAGES["pyradiomics"])
     torch = byName.pop("torch", None)
     if torch:
         try:
             import PyTorchUtils
         except ImportError:
-            needExtension.append(EXTENSION_PACKAGES["torch"])
+            stillMissing.append(EXTENSION_PACKAGES["torch"])
         else:
             specifier = torch[len("torch") :].strip() or None
             logic = PyTorchUtils.PyTorchUtilsLogic()
             if logic.installTorch(askConfirmation=False, torchVersionRequirement=specifier) is None:
                 raise RuntimeError("PyTorch was not installed.")
+    if not _installed("torch"):
+        for name in [name for name in byName if name in NEEDS_TORCH]:
+            stillMissing.append(f"{byName.pop(name)} (needs torch: install the PyTorch extension)")
+    job = None
     if byName:
-        slicer.util.pip_install([*byName.values(), "-c", writeConstraints()])
-    if needExtension:
-        raise RuntimeError("Still missing: " + "; ".join(needExtension) + ". Then restart Slicer.")
+        command = [background.pythonExecutable(), "-m", "pip", "install"]
+        command += [*byName.values(), "-c", writeConstraints()]
+        job = background.BackgroundProcess(command, None, onProgress, onCompleted)
+        job.stillMissing = stillMissing
+        job.start()
+    elif stillMissing:
+        raise RuntimeError(_stillMissingMessage(stillMissing))
+    return job
 
 
-def confirmAndInstall(requirementsFile=REQUIREMENTS_FILE) -> bool:
-    """Asks before installing what the classifier lacks; never installs without a yes.
+def finishInstall(job) -> None:
+    """Raises with pip's last lines when it failed, or with what still needs an extension."""
+    if job.cancelled:
+        raise RuntimeError("The installation was stopped; classify again to finish it.")
+    if job.returnCode != 0:
+        detail = "\n".join(job.log[-10:])
+        raise RuntimeError(f"pip stopped (status {job.returnCode}):\n{detail}")
+    if job.stillMissing:
+        raise RuntimeError(_stillMissingMessage(job.stillMissing))
 
-    True when nothing is missing (any more).
-    """
-    missing = missingPackages(requirementsFile)
-    if not missing:
-        return True
+
+def _stillMissingMessage(stillMissing) -> str:
+    return "Still missing: " + "; ".join(stillMissing) + ". Then restart Slicer."
+
+
+def confirmInstall(missing) -> bool:
+    """Asks before installing what the classifier lacks (``missing`` lines); True = yes."""
     text = _(
         "The classifier needs Python packages this Slicer does not have:\n\n{packages}\n\n"
-        "Install them now? Slicer's own numpy, scipy, SimpleITK and VTK are kept as they are."
+        "Install them now? Slicer's own numpy, scipy, SimpleITK and VTK, and an installed "
+        "PyTorch, are kept as they are."
     ).format(packages="\n".join(f"  {line}" for line in installPlan(missing)))
-    if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("BoneOligoMet")):
-        return False
-    installPackages(missing)
-    return not missingPackages(requirementsFile)
+    return bool(slicer.util.confirmOkCancelDisplay(text, windowTitle=_("BoneOligoMet")))
 
 
 def writeConstraints() -> str:
@@ -102,7 +128,8 @@ def writeConstraints() -> str:
             lines.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             continue
-    path = os.path.join(slicer.util.tempDirectory("BoneOligoMet-pip-"), "constraints.txt")
+    folder = tempfile.mkdtemp(prefix="BoneOligoMet-pip-", dir=slicer.app.temporaryPath)
+    path = os.path.join(folder, "constraints.txt")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
     return path
@@ -118,6 +145,16 @@ def _requirementName(requirement):
     from packaging.requirements import Requirement
 
     return Requirement(requirement).name.lower()
+
+
+def _installed(name) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _satisfied(requirement) -> bool:

@@ -1,550 +1,413 @@
-"""The module's Logic run end to end outside Slicer, on a small in-memory stand-in for MRML.
+"""The module's Logic and its self-test on real Slicer MRML (the ``slicer-core`` wheel).
 
-Slicer cannot run here, so ``BoneOligoMetTest`` (the real self-test) runs only in Slicer. This
-file runs the same steps through ``BoneOligoMetLogic`` with fakes of the few Slicer objects it
-touches: volume nodes (voxel array + IJK-to-RAS matrix), point lists, a segmentation (one mask per
-segment on the CT grid), table nodes, the Segmentations module's export/import, ``slicer.util``'s
-array helpers and ``launchConsoleProcess`` (a real subprocess). What it proves is that the Logic
-hands the library the right arguments and turns its answers into the right nodes, tables and
-files; that the fakes behave like Slicer is what the Slicer API check and the self-test are for.
+Nodes, segmentations, the Segmentations module's export and import, tables, colours, transforms
+and ``slicer.util`` are Slicer's own code; ``Testing/slicer_shims.py`` stands in only for what the
+wheel lacks (Qt, ``slicer.app``, ``slicer.modules``, Slicer's source-tree Python modules) and says
+why for each. Each bug found by running on real MRML has a test here that fails without its fix.
 """
 
 from __future__ import annotations
 
 import importlib
-import subprocess
+import json
 import sys
-import tempfile
-import types
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from slicer_shims import SlicerCore, unavailableReason
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Recorder:
-    """Any method call is accepted and remembered (display nodes, legends, colour functions)."""
-
-    def __init__(self, **values: Any) -> None:
-        self.__dict__["calls"] = []
-        self.__dict__.update(values)
-
-    def __getattr__(self, name: str):
-        def record(*args):
-            self.calls.append((name, args))
-            if name.startswith("Get"):
-                return self.__dict__.get(name[3:])
-            if name.startswith("Set") and len(args) == 1:
-                self.__dict__[name.removeprefix("SetAndObserve").removeprefix("Set")] = args[0]
-            return None
-
-        return record
-
-
-class _Array:
-    """vtkStringArray / vtkIntArray / vtkDoubleArray."""
-
-    def __init__(self) -> None:
-        self.values: list = []
-        self.name = ""
-
-    def SetName(self, name):
-        self.name = name
-
-    def InsertNextValue(self, value):
-        self.values.append(value)
-
-    def GetValue(self, index):
-        return self.values[index]
-
-    def GetNumberOfValues(self):
-        return len(self.values)
-
-
-class _Matrix:
-    def __init__(self, array=None) -> None:
-        self.array = np.eye(4) if array is None else np.array(array, float)
-
-
-class _Node:
-    _count = 0
-
-    def __init__(self, cls: str, name: str = "") -> None:
-        _Node._count += 1
-        self.cls, self.name, self.id = cls, name, f"{cls}{_Node._count}"
-        self.attributes: dict[str, str] = {}
-        self.display = None
-
-    def GetID(self):
-        return self.id
-
-    def GetName(self):
-        return self.name
-
-    def IsA(self, cls):
-        return self.cls == cls
-
-    def SetAttribute(self, key, value):
-        self.attributes[key] = value
-
-    def GetAttribute(self, key):
-        return self.attributes.get(key)
-
-    def CreateDefaultDisplayNodes(self):
-        self.display = self.display or _Recorder()
-
-    def GetDisplayNode(self):
-        return self.display
-
-    def Modified(self):
-        pass
-
-
-class _Volume(_Node):
-    def __init__(self, cls, name="", array=None, ijk_to_ras=None):
-        super().__init__(cls, name)
-        self.array = array
-        self.ijk_to_ras = np.eye(4) if ijk_to_ras is None else np.array(ijk_to_ras, float)
-
-    def GetIJKToRASMatrix(self, matrix):
-        matrix.array = self.ijk_to_ras.copy()
-
-    def SetIJKToRASMatrix(self, matrix):
-        self.ijk_to_ras = matrix.array.copy()
-
-
-class _Points(_Node):
-    def __init__(self, cls, name=""):
-        super().__init__(cls, name)
-        self.points: list[tuple[np.ndarray, str]] = []
-
-    def AddControlPoint(self, x, y, z, label=""):
-        self.points.append((np.array([x, y, z], float), label))
-
-    def GetNumberOfControlPoints(self):
-        return len(self.points)
-
-    def GetNthControlPointLabel(self, index):
-        return self.points[index][1]
-
-
-class _Segment:
-    def __init__(self, name):
-        self.name, self.tags, self.mask = name, {}, None
-
-    def GetName(self):
-        return self.name
-
-    def SetTag(self, key, value):
-        self.tags[key] = value
-
-    def HasTag(self, key):
-        return key in self.tags
-
-
-class _Segments:
-    def __init__(self):
-        self.segments: dict[str, _Segment] = {}
-        self.made = 0
-
-    def GetNumberOfSegments(self):
-        return len(self.segments)
-
-    def GetNthSegmentID(self, index):
-        return list(self.segments)[index]
-
-    def GetSegment(self, segment_id):
-        return self.segments.get(segment_id)
-
-    def RemoveSegment(self, segment_id):
-        del self.segments[segment_id]
-
-    def AddEmptySegment(self, segment_id="", name=""):
-        self.made += 1
-        segment_id = segment_id or f"Segment_{self.made}"
-        self.segments[segment_id] = _Segment(name or segment_id)
-        return segment_id
-
-    def GetSegmentIDs(self, array):
-        for segment_id in self.segments:
-            array.InsertNextValue(segment_id)
-
-    def GetSegmentIdBySegmentName(self, name):
-        return next((i for i, s in self.segments.items() if s.name == name), "")
-
-
-class _Segmentation(_Node):
-    def __init__(self, cls, name=""):
-        super().__init__(cls, name)
-        self.segmentation = _Segments()
-        self.reference = None
-
-    def GetSegmentation(self):
-        return self.segmentation
-
-    def SetReferenceImageGeometryParameterFromVolumeNode(self, volume):
-        self.reference = volume
-
-    def GetSegmentCenterRAS(self, segment_id):
-        mask = self.segmentation.segments[segment_id].mask
-        if mask is None or not mask.any():
-            return None
-        kji = np.argwhere(mask).mean(axis=0)
-        return tuple((self.reference.ijk_to_ras @ [*kji[::-1], 1.0])[:3])
-
-
-class _Table(_Node):
-    def __init__(self, cls, name=""):
-        super().__init__(cls, name)
-        self.columns: list[_Array] = []
-
-    def RemoveAllColumns(self):
-        self.columns = []
-
-    def AddColumn(self, array):
-        self.columns.append(array)
-
-    def GetNumberOfColumns(self):
-        return len(self.columns)
-
-    def GetNumberOfRows(self):
-        return len(self.columns[0].values) if self.columns else 0
-
-    def GetColumnName(self, index):
-        return self.columns[index].name
-
-    def GetCellText(self, row, column):
-        value = self.columns[column].values[row]
-        return format(value, "g") if isinstance(value, float) else str(value)
-
-
-class _Scene:
-    def __init__(self):
-        self.nodes: list[_Node] = []
-
-    def AddNewNodeByClass(self, cls, name=""):
-        kinds = {
-            "vtkMRMLScalarVolumeNode": _Volume,
-            "vtkMRMLLabelMapVolumeNode": _Volume,
-            "vtkMRMLMarkupsFiducialNode": _Points,
-            "vtkMRMLSegmentationNode": _Segmentation,
-            "vtkMRMLTableNode": _Table,
-        }
-        node = kinds.get(cls, _Node)(cls, name)
-        if cls == "vtkMRMLProceduralColorNode":
-            transfer = _Recorder()
-            node.GetColorTransferFunction = lambda: transfer
-        self.nodes.append(node)
-        return node
-
-    def RemoveNode(self, node):
-        self.nodes.remove(node)
-
-    def GetFirstNodeByName(self, name):
-        return next((n for n in self.nodes if n.name == name), None)
-
-
-def _segmentations_logic(scene: _Scene):
-    def export(segmentation, ids, labelmap, reference, mode):
-        labels = np.zeros(reference.array.shape, np.uint8)
-        for index, segment_id in enumerate(ids.values, 1):
-            mask = segmentation.segmentation.segments[segment_id].mask
-            if mask is not None:
-                labels[mask] = index  # Slicer: segment i -> label i+1, later segments win
-        labelmap.array, labelmap.ijk_to_ras = labels, reference.ijk_to_ras.copy()
-        return True
-
-    def import_(labelmap, segmentation, ids):
-        reference = segmentation.reference
-        assert np.allclose(labelmap.ijk_to_ras, reference.ijk_to_ras), "not on the CT grid"
-        for index, segment_id in enumerate(ids.values, 1):
-            segmentation.segmentation.segments[segment_id].mask = labelmap.array == index
-        return True
-
-    return types.SimpleNamespace(
-        ExportSegmentsToLabelmapNode=export, ImportLabelmapToSegmentationNode=import_
-    )
-
-
-def _colors_logic():
-    def add(volume):
-        volume.legend = _Recorder(Visibility=False)
-        return volume.legend
-
-    return types.SimpleNamespace(
-        GetColorLegendDisplayNode=lambda volume: getattr(volume, "legend", None),
-        AddDefaultColorLegendDisplayNode=add,
-    )
-
-
-def _stub_module(name: str, **attributes) -> types.ModuleType:
-    module = types.ModuleType(name)
-    module.__dict__.update(attributes)
-    return module
+pytestmark = pytest.mark.skipif(unavailableReason() is not None, reason=str(unavailableReason()))
+OURS = ("BoneOligoMet", "BoneOligoMetSlicer")
+# Nodes a temporary labelmap leaves behind when it is not cleaned up.
+TEMPORARY_CLASSES = (
+    "vtkMRMLColorTableNode",
+    "vtkMRMLLabelMapVolumeNode",
+    "vtkMRMLLabelMapVolumeDisplayNode",
+)
+
+
+@pytest.fixture(scope="module")
+def core():
+    session = SlicerCore()
+    yield session
+    session.close()
+
+
+def importModule(core, monkeypatch, version=(5, 8)):
+    """BoneOligoMet.py imported afresh against this session's scene and stand-ins."""
+    core.scene.Clear(0)
+    slicer = core.install(monkeypatch, version)
+    monkeypatch.syspath_prepend(str(ROOT))
+    for name in [name for name in sys.modules if name.split(".")[0] in OURS]:
+        monkeypatch.delitem(sys.modules, name)
+    return importlib.import_module("BoneOligoMet"), slicer
 
 
 @pytest.fixture
-def fake_slicer(monkeypatch, tmp_path):
-    """BoneOligoMet imported against the fakes; yields (module, scene, calls)."""
-    scene = _Scene()
-    calls: dict[str, list] = {"layers": [], "jumps": [], "pip": []}
-
-    def add_volume(array, ijk_to_ras=None, name=None, node_class=None):
-        node = scene.AddNewNodeByClass(node_class or "vtkMRMLScalarVolumeNode", name or "")
-        node.array, node.ijk_to_ras = np.array(array), np.array(ijk_to_ras, float)
-        return node
-
-    def update_volume(node, array):
-        node.array = np.array(array)
-
-    def points(node, world=False):
-        return np.array([p for p, _ in node.points], float).reshape(-1, 3)
-
-    def launch(args, updateEnvironment=None):
-        return subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True
-        )
-
-    util = _stub_module(
-        "slicer.util",
-        VTKObservationMixin=type("VTKObservationMixin", (), {}),
-        arrayFromVolume=lambda node: node.array,
-        addVolumeFromArray=add_volume,
-        updateVolumeFromArray=update_volume,
-        vtkMatrixFromArray=_Matrix,
-        arrayFromVTKMatrix=lambda matrix: matrix.array.copy(),
-        arrayFromMarkupsControlPoints=points,
-        launchConsoleProcess=launch,
-        tempDirectory=lambda key="": tempfile.mkdtemp(prefix=key, dir=tmp_path),
-        setSliceViewerLayers=lambda **kw: calls["layers"].append(kw),
-        getNodesByClass=lambda cls: [],
-        pip_install=lambda args: calls["pip"].append(args),
-    )
-
-    def wrapper(cls):
-        annotations = cls.__annotations__
-
-        def init(self, node=None):
-            for field in annotations:
-                setattr(self, field, cls.__dict__.get(field))
-
-        return type(cls.__name__, (), {"__init__": init, "__annotations__": annotations})
-
-    class Logic:
-        def __init__(self, parent=None):
-            self._node = None
-
-        def getParameterNode(self):
-            return self._node
-
-    slicer = _stub_module(
-        "slicer",
-        mrmlScene=scene,
-        app=types.SimpleNamespace(processEvents=lambda: None, connect=lambda *a: None),
-        util=util,
-        modules=types.SimpleNamespace(
-            segmentations=types.SimpleNamespace(logic=lambda: _segmentations_logic(scene)),
-            colors=types.SimpleNamespace(logic=_colors_logic),
-        ),
-        vtkMRMLColorLogic=types.SimpleNamespace(
-            GetPETColorNodeID=lambda kind: "vtkMRMLPETProceduralColorNodePET-Heat"
-        ),
-        vtkMRMLPETProceduralColorNode=types.SimpleNamespace(PETheat=0),
-        vtkSegmentation=types.SimpleNamespace(EXTENT_REFERENCE_GEOMETRY=1),
-        vtkMRMLSliceNode=types.SimpleNamespace(
-            JumpAllSlices=lambda *args: calls["jumps"].append(args), CenteredJumpSlice=0
-        ),
-        **{
-            name: type(name, (), {})
-            for name in (
-                "vtkMRMLMarkupsFiducialNode",
-                "vtkMRMLScalarVolumeNode",
-                "vtkMRMLSegmentationNode",
-                "vtkMRMLTableNode",
-            )
-        },
-    )
-    modules = {
-        "slicer": slicer,
-        "slicer.util": util,
-        "slicer.i18n": _stub_module("slicer.i18n", tr=lambda text: text),
-        "slicer.parameterNodeWrapper": _stub_module(
-            "slicer.parameterNodeWrapper",
-            parameterNodeWrapper=wrapper,
-            Choice=lambda *a: None,
-            WithinRange=lambda *a: None,
-        ),
-        "slicer.ScriptedLoadableModule": _stub_module(
-            "slicer.ScriptedLoadableModule",
-            ScriptedLoadableModule=type("ScriptedLoadableModule", (), {}),
-            ScriptedLoadableModuleWidget=type("ScriptedLoadableModuleWidget", (), {}),
-            ScriptedLoadableModuleLogic=Logic,
-            ScriptedLoadableModuleTest=type("ScriptedLoadableModuleTest", (), {}),
-        ),
-        "qt": _stub_module(
-            "qt",
-            QTimer=lambda: _Recorder(),
-            Qt=types.SimpleNamespace(WindowModal=1),
-        ),
-        "vtk": _stub_module(
-            "vtk",
-            vtkMatrix4x4=_Matrix,
-            vtkStringArray=_Array,
-            vtkIntArray=_Array,
-            vtkDoubleArray=_Array,
-            vtkCommand=types.SimpleNamespace(ModifiedEvent=33),
-        ),
-    }
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.syspath_prepend(str(ROOT))
-    # The module and its helpers hold `slicer`: import them afresh against this test's fakes.
-    ours = ("BoneOligoMet", "BoneOligoMetSlicer")
-    for name in [name for name in sys.modules if name.split(".")[0] in ours]:
-        monkeypatch.delitem(sys.modules, name)
-    module = importlib.import_module("BoneOligoMet")
-    yield module, scene, calls
-    for name in [name for name in sys.modules if name.split(".")[0] in ours]:
+def bom(core, monkeypatch):
+    module, _slicer = importModule(core, monkeypatch)
+    yield module
+    for name in [name for name in sys.modules if name.split(".")[0] in OURS]:
         sys.modules.pop(name)
 
 
 @pytest.fixture
-def loaded(fake_slicer):
-    module, _scene, calls = fake_slicer
-    logic = module.BoneOligoMetLogic()
-    node = module.BoneOligoMetParameterNode()
+def loaded(bom):
+    logic = bom.BoneOligoMetLogic()
+    node = logic.getParameterNode()
     logic.loadSyntheticPatient(node)
-    return module, logic, node, calls
+    return bom, logic, node
 
 
-def test_synthetic_patient_becomes_ct_suv_points_and_clinical_values(loaded):
-    module, _logic, node, calls = loaded
-    assert node.ctVolume.array.dtype == np.int16
-    assert node.petVolume.array.dtype == np.float32
+def _counts(scene, classes=TEMPORARY_CLASSES):
+    return {name: scene.GetNumberOfNodesByClass(name) for name in classes}
+
+
+def _segmentArrays(module, node):
+    import slicer
+
+    segmentation = node.segmentation
+    return {
+        module.mrml.segmentName(
+            segmentation, segmentId
+        ): slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, node.ctVolume)
+        for segmentId in module.mrml.segmentIds(segmentation)
+    }
+
+
+def _localIjkToRas(volume):
+    """The volume's own IJK-to-RAS matrix (without parent transforms)."""
+    import slicer
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def _shiftUnderTransform(volume, offsetMm):
+    """Moves ``volume``'s grid by -offset (x, mm) and puts it under a +offset transform: where
+    Slicer shows it (world) is unchanged, its own IJK-to-RAS matrix is not."""
+    import slicer
+
+    matrix = _localIjkToRas(volume)
+    matrix[0, 3] -= offsetMm
+    volume.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
+    transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    toParent = np.eye(4)
+    toParent[0, 3] = offsetMm
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(toParent))
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+
+
+# --- the reading workflow ------------------------------------------------------------------------
+
+
+def test_synthetic_patient_becomes_nodes_and_the_fused_display(loaded, core):
+    import slicer
+
+    module, _logic, node = loaded
+    assert slicer.util.arrayFromVolume(node.ctVolume).dtype == np.int16
+    assert slicer.util.arrayFromVolume(node.petVolume).dtype == np.float32
     assert node.seedPoints.GetNumberOfControlPoints() == len(module.SAMPLE_LESIONS)
     assert node.liverPoint.GetNumberOfControlPoints() == 1
     assert node.subtype in module.SUBTYPES
     assert node.age > 0
-    clinical = module._readTable(node.lesionClinicalTable)
+    clinical = module.mrml.readTable(node.lesionClinicalTable)
     assert [row["segment"] for row in clinical] == ["Lesion 1", "Lesion 2", "Lesion 3"]
     assert all(row["site"] for row in clinical)
-    layers = calls["layers"][-1]
-    assert (layers["background"], layers["foreground"]) == (node.ctVolume, node.petVolume)
-    assert node.petVolume.display.ColorNodeID == "vtkMRMLPETProceduralColorNodePET-Heat"
+    for logic in core.sliceLogics.values():  # Slicer's Red, Yellow, Green views
+        composite = logic.GetSliceCompositeNode()
+        assert composite.GetBackgroundVolumeID() == node.ctVolume.GetID()
+        assert composite.GetForegroundVolumeID() == node.petVolume.GetID()
+        assert composite.GetForegroundOpacity() == pytest.approx(module.display.PET_OPACITY)
+    petDisplay = node.petVolume.GetDisplayNode()
+    assert petDisplay.GetColorNode().GetName() == "PET-Heat"
+    assert (petDisplay.GetWindow(), petDisplay.GetLevel()) == (8.0, 4.0)
+    assert node.ctVolume.GetDisplayNode().GetWindow() == module.display.CT_WINDOW_HU[0]
+    assert node.segmentation.GetDisplayNode().GetOpacity2DFill() == 0.0  # outlines only
 
 
-def test_ct_round_trips_through_the_library_grid(loaded):
-    module, logic, node, _ = loaded
-    from BoneOligoMetLib.synthetic.phantom import generate_patient
-
-    patient = generate_patient(
-        module.SAMPLE_SEED, "small", lesion_types=list(module.SAMPLE_LESIONS)
-    )
-    image = logic.imageFromVolumeNode(node.ctVolume)
-    assert image.GetSize() == patient.ct.GetSize()
-    np.testing.assert_allclose(image.GetOrigin(), patient.ct.GetOrigin(), atol=1e-9)
-    np.testing.assert_allclose(image.GetDirection(), patient.ct.GetDirection(), atol=1e-12)
+def test_parameter_node_is_stored_on_the_scene(loaded, core):
+    """The typed fields round-trip through the scene's vtkMRMLScriptedModuleNode."""
+    _module, logic, node = loaded
+    stored = core.scene.GetSingletonNode("BoneOligoMet", "vtkMRMLScriptedModuleNode")
+    assert stored.GetNodeReferenceID("ctVolume") == node.ctVolume.GetID()
+    again = logic.getParameterNode()
+    assert (again.age, again.subtype, again.exportPerLesion) == (node.age, node.subtype, False)
+    again.suvDoseMBq = 312.5
+    assert node.suvDoseMBq == 312.5
 
 
-def test_seeds_rules_parts_and_jump(loaded):
-    module, logic, node, calls = loaded
-    problems = logic.segmentFromSeeds(node)
-    segments = node.segmentation.GetSegmentation()
-    assert problems == []
-    assert [segments.GetSegment(segments.GetNthSegmentID(i)).GetName() for i in range(3)] == [
-        "Lesion 1",
-        "Lesion 2",
-        "Lesion 3",
-    ]
-    first = [segments.GetSegment(segments.GetNthSegmentID(i)).mask.sum() for i in range(3)]
-    assert all(count > 0 for count in first)
+def test_seeds_rules_parts_and_jump(loaded, core):
+    module, logic, node = loaded
+    assert logic.segmentFromSeeds(node) == []
+    first = _segmentArrays(module, node)
+    assert list(first) == ["Lesion 1", "Lesion 2", "Lesion 3"]
+    assert all(mask.sum() > 0 for mask in first.values())
     logic.segmentFromSeeds(node)  # again: replaces the seed-grown segments
-    assert segments.GetNumberOfSegments() == 3
+    assert node.segmentation.GetSegmentation().GetNumberOfSegments() == 3
 
     report = logic.checkRules(node)
-    rows = module._readTable(node.ruleTable)
+    rows = module.mrml.readTable(node.ruleTable)
     assert len(rows) == len(report.checks)
-    assert rows[0]["segment"] == module.PATIENT_ROW
+    assert rows[0]["segment"] == module.tables.PATIENT_ROW
     assert {row["segment"] for row in rows[1:]} == {"Lesion 1", "Lesion 2", "Lesion 3"}
-    before = logic.lesionImage(node)[0]
-    logic.includeParts(node, "Lesion 1")
-    logic.includeParts(node, module.PATIENT_ROW)  # the patient row means every lesion
-    after = logic.lesionImage(node)[0]
-    old, new = module._arrayOf(before), module._arrayOf(after)
-    assert np.all(new[old != 0] == old[old != 0])
+    logic.includeParts(node, module.tables.PATIENT_ROW)  # the patient row means every lesion
+    after = _segmentArrays(module, node)
+    for name, mask in first.items():  # parts are added, nothing is taken away
+        assert np.all(after[name][mask != 0] != 0)
     assert logic.jumpToLesion(node, "Lesion 2")
-    assert calls["jumps"][-1][-1] == 0  # centred
+    centre = node.segmentation.GetSegmentCenterRAS(
+        node.segmentation.GetSegmentation().GetSegmentIdBySegmentName("Lesion 2")
+    )
+    red = core.sliceLogics["Red"].GetSliceNode()
+    assert red.GetSliceOffset() == pytest.approx(centre[2], abs=1e-6)  # axial view at the lesion
     assert not logic.jumpToLesion(node, "no such lesion")
-
     values = logic.clinicalValues(node)
     assert set(values["site"]) == {1, 2, 3}
     assert values["subtype"] == node.subtype
 
 
 def test_a_new_lesion_gets_its_bone_change_from_the_ct(loaded):
-    module, logic, node, _ = loaded
+    module, logic, node = loaded
     logic.segmentFromSeeds(node)
     node.lesionClinicalTable.RemoveAllColumns()  # forget the sample's values
     logic.updateLesionClinicalTable(node)
-    rows = module._readTable(node.lesionClinicalTable)
+    rows = module.mrml.readTable(node.lesionClinicalTable)
     assert {row["bone_change"] for row in rows} <= {"osteolytic", "mixed", "osteogenic"}
     assert all(row["site"] == "" for row in rows)
 
 
-def test_results_table_overlay_and_legend(loaded):
-    module, logic, node, _ = loaded
-    from BoneOligoMetLib.classify import probability_overlay
+# --- bug: temporary labelmaps left colour tables and display nodes ------------------------------
+
+
+def test_no_step_leaves_temporary_nodes_behind(loaded, core, tmp_path):
+    """Each export of segments to a labelmap made a "<segmentation>_ColorTable" (saved with the
+    scene) and left the labelmap's display node: +1 colour table per rule check, +2 per
+    include-parts, +4 per lesion per export."""
+    _module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    before = _counts(core.scene)
+    logic.checkRules(node)
+    logic.includeParts(node)
+    logic.lesionImage(node)
+    node.exportFolder = str(tmp_path)
+    node.exportPerLesion = True
+    logic.exportCase(node)
+    logic.segmentFromSeeds(node)
+    assert _counts(core.scene) == before
+
+
+# --- bug: parent transforms were ignored ---------------------------------------------------------
+
+
+def test_a_pet_under_a_transform_is_read_where_slicer_shows_it(loaded):
+    """A PET registered to the CT by a linear transform: seeds grow and rules measure on the PET
+    as displayed (before: lesion 1's SUVmax 4.48 against 1.78 displayed, 296 voxels not 1010)."""
+    module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    logic.checkRules(node)
+    expected = (_segmentArrays(module, node), module.mrml.readTable(node.ruleTable))
+    _shiftUnderTransform(node.petVolume, 10.0)
+    logic.segmentFromSeeds(node)
+    logic.checkRules(node)
+    grown = _segmentArrays(module, node)
+    assert {name: int(mask.sum()) for name, mask in grown.items()} == {
+        name: int(mask.sum()) for name, mask in expected[0].items()
+    }
+    assert module.mrml.readTable(node.ruleTable) == expected[1]
+
+
+def test_a_ct_under_a_transform_exports_labels_where_slicer_shows_them(loaded, tmp_path):
+    module, logic, node = loaded
+    from BoneOligoMetLib.io.images import read_image
 
     logic.segmentFromSeeds(node)
-    lesions, segment_ids = logic.lesionImage(node)
-    ct = logic.imageFromVolumeNode(node.ctVolume)
-    overlay = probability_overlay(lesions, ct, {1: 0.9, 2: 0.2, 3: 0.6})
-    rule = {"rule_holes": "pass", "rule_outside_bone": "warn"}
-    summary = {
-        "rows": [
-            {"lesion_label": label, "probability": p, "malignant": p >= 0.5, "met_suv_max": 4.0}
-            | {"verdict": "malignant" if p >= 0.5 else "benign"}
-            | rule
-            for label, p in ((1, 0.9), (2, 0.2), (3, 0.6))
-        ],
-        "threshold": 0.5,
+    expected, _ids = logic.lesionImage(node)
+    _shiftUnderTransform(node.ctVolume, -7.0)
+    node.exportFolder = str(tmp_path)
+    logic.exportCase(node)
+    exported = read_image(tmp_path / "lesions.nii.gz")
+    np.testing.assert_allclose(exported.GetOrigin(), expected.GetOrigin(), atol=1e-4)
+    np.testing.assert_array_equal(module._arrayOf(exported), module._arrayOf(expected))
+    ct = read_image(tmp_path / "ct.nii.gz")  # the CT is written at its world place too
+    np.testing.assert_allclose(ct.GetOrigin(), expected.GetOrigin(), atol=1e-4)
+
+
+def test_a_non_linear_transform_is_refused_with_its_name(loaded):
+    import slicer
+    from vtkmodules.vtkCommonTransforms import vtkThinPlateSplineTransform
+
+    _module, logic, node = loaded
+    warp = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTransformNode", "warp")
+    warp.SetAndObserveTransformToParent(vtkThinPlateSplineTransform())
+    node.petVolume.SetAndObserveTransformNodeID(warp.GetID())
+    with pytest.raises(ValueError, match=r"non-linear transform 'warp'.*[Hh]arden"):
+        logic.segmentFromSeeds(node)
+
+
+def test_an_oblique_ct_and_pet_give_the_same_lesions_and_an_exact_overlay_grid(loaded):
+    """The whole patient turned 0.4 rad about S: the same voxels grow, and the lesion image and
+    probability overlay lie on the CT's grid exactly."""
+    import slicer
+
+    from BoneOligoMetLib.classify import probability_overlay
+
+    module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    expected = {name: int(mask.sum()) for name, mask in _segmentArrays(module, node).items()}
+    c, s = np.cos(0.4), np.sin(0.4)
+    turn = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    for volume in (node.ctVolume, node.petVolume):
+        matrix = turn @ _localIjkToRas(volume)
+        volume.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
+    for points in (node.seedPoints, node.liverPoint):
+        ras = slicer.util.arrayFromMarkupsControlPoints(points)
+        turned = (turn[:3, :3] @ ras.T).T
+        slicer.util.updateMarkupsControlPointsFromArray(points, turned)
+    node.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(node.ctVolume)
+    logic.segmentFromSeeds(node)
+    grown = {name: int(mask.sum()) for name, mask in _segmentArrays(module, node).items()}
+    assert grown == expected
+    lesions, _ids = logic.lesionImage(node)
+    ct = module.mrml.imageFromVolumeNode(node.ctVolume)
+    for image in (lesions, probability_overlay(lesions, ct, {1: 0.9, 2: 0.2, 3: 0.6})):
+        np.testing.assert_allclose(image.GetDirection(), ct.GetDirection(), atol=1e-12)
+        np.testing.assert_allclose(image.GetOrigin(), ct.GetOrigin(), atol=1e-9)
+        assert image.GetSize() == ct.GetSize()
+
+
+# --- bug: overlapping segments were flattened and written back -----------------------------------
+
+
+def _handDrawnAroundLesion1(module, node):
+    """A hand-drawn segment that contains lesion 1 (Slicer puts it on a layer of its own)."""
+    import slicer
+
+    lesion1 = _segmentArrays(module, node)["Lesion 1"]
+    box = np.zeros_like(lesion1)
+    k, j, i = np.nonzero(lesion1)
+    box[k.min() - 2 : k.max() + 3, j.min() - 2 : j.max() + 3, i.min() - 2 : i.max() + 3] = 1
+    segments = node.segmentation.GetSegmentation()
+    segmentId = segments.AddEmptySegment("", "Vertebra (hand-drawn)")
+    slicer.util.updateSegmentBinaryLabelmapFromArray(
+        box, node.segmentation, segmentId, node.ctVolume
+    )
+    return box
+
+
+def test_overlapping_segments_are_refused_and_never_destroyed(loaded):
+    """Before: "later segment wins" gave lesion 1 zero voxels, the rules saw 3 lesions, and
+    include-parts wrote the flattened image back into every segment: lesion 1 was gone."""
+    module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    box = _handDrawnAroundLesion1(module, node)
+    before = _segmentArrays(module, node)
+    for step in (logic.checkRules, logic.includeParts, logic.lesionImage):
+        with pytest.raises(module.mrml.SegmentOverlapError, match="'Lesion 1' and 'Vertebra"):
+            step(node)
+    logic.segmentFromSeeds(node)  # regrowing the seeds leaves the hand-drawn segment alone
+    after = _segmentArrays(module, node)
+    assert set(after) == set(before)
+    for name, mask in before.items():
+        np.testing.assert_array_equal(after[name], mask, err_msg=name)
+    assert int(after["Vertebra (hand-drawn)"].sum()) == int(box.sum())
+
+
+def test_including_parts_writes_back_only_the_lesion_asked_for(loaded):
+    """Including the parts of lesion 3 writes lesion 3 back (a new labelmap object) and leaves
+    lesions 1 and 2 as they were, down to the labelmap object that holds them (before: every
+    segment was rewritten from a flattened label image)."""
+    module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    segments = node.segmentation.GetSegmentation()
+
+    def labelmapObject(name):
+        segment = segments.GetSegment(segments.GetSegmentIdBySegmentName(name))
+        return segment.GetRepresentation("Binary labelmap").__this__
+
+    objects = {name: labelmapObject(name) for name in ("Lesion 1", "Lesion 2", "Lesion 3")}
+    before = _segmentArrays(module, node)
+    logic.includeParts(node, "Lesion 3")
+    after = _segmentArrays(module, node)
+    assert labelmapObject("Lesion 3") != objects["Lesion 3"]
+    assert np.all(after["Lesion 3"][before["Lesion 3"] != 0] != 0)
+    for name in ("Lesion 1", "Lesion 2"):
+        assert labelmapObject(name) == objects[name], f"{name} was written back"
+        np.testing.assert_array_equal(after[name], before[name])
+
+
+# --- bug: classification.json types, rules.csv patient row ----------------------------------------
+
+
+def _summary(probabilities):
+    rows = []
+    for label, p in enumerate(probabilities, 1):
+        verdict = "outside model domain" if isinstance(p, str) else "benign"
+        if not isinstance(p, str) and p >= 0.639:
+            verdict = "malignant"
+        rows.append(
+            {"lesion_label": label, "probability": p, "verdict": verdict, "met_suv_max": 4.0}
+        )
+    return {
+        "rows": rows,
+        "threshold": 0.639,
         "device": "cpu",
         "synthetic": True,
         "warning": "synthetic demo model — not for clinical use",
         "bundle_name": "demo",
     }
-    logic._showClassification(node, summary, overlay, segment_ids)
-    rows = module._readTable(node.resultsTable)
-    assert [row["segment"] for row in rows] == ["Lesion 1", "Lesion 2", "Lesion 3"]
-    assert [row["label"] for row in rows] == ["malignant", "benign", "malignant"]
-    assert list(rows[0])[:4] == list(module.RESULT_COLUMNS)
-    assert rows[0]["rule_outside_bone"] == "warn"
+
+
+def test_results_overlay_legend_and_typed_export(loaded, tmp_path):
+    """classification.json held "0.639" and "True" (strings); rules.csv gave the patient row
+    lesion 0; a lesion outside the model's domain turned the probability column into text."""
+    import slicer
+
+    from BoneOligoMetLib.classify import probability_overlay
+
+    module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    logic.checkRules(node)
+    lesions, segmentIds = logic.lesionImage(node)
+    ct = module.mrml.imageFromVolumeNode(node.ctVolume)
+    overlay = probability_overlay(lesions, ct, {1: 0.9, 2: 0.2})
+    logic._showClassification(
+        node, _summary([0.9, 0.2, "outside model domain"]), overlay, segmentIds
+    )
+    rows = module.mrml.readTable(node.resultsTable)
+    assert [row["label"] for row in rows] == ["malignant", "benign", "outside model domain"]
+    assert [row["probability"] for row in rows] == ["0.9", "0.2", ""]
+    assert node.resultsTable.GetTable().GetColumnByName("probability").GetDataTypeAsString() == (
+        "double"
+    )
     assert "not for clinical use" in node.modelStatus
     assert node.deviceStatus == "Ran on cpu"
     volume = node.probabilityVolume
-    assert volume.array.max() == pytest.approx(0.9)
-    assert volume.display.ColorNodeID == logic._probabilityColorNode().GetID()
-    assert volume.legend.Visibility is True
-    assert volume.legend.TitleText == "Malignancy probability"
+    assert slicer.util.arrayFromVolume(volume).max() == pytest.approx(0.9)
+    assert volume.GetDisplayNode().GetColorNodeID() == module.display.probabilityColorNode().GetID()
+    legend = slicer.modules.colors.logic().GetColorLegendDisplayNode(volume)
+    assert legend.GetVisibility()
+    assert legend.GetTitleText() == "Malignancy probability"
+    composite = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceCompositeNodeRed")
+    assert composite.GetForegroundVolumeID() == volume.GetID()
 
-
-def test_a_failing_classification_names_its_reason(loaded, tmp_path):
-    _module, logic, node, _ = loaded
-    logic.segmentFromSeeds(node)
-    node.modelFolder = str(tmp_path / "no-bundle-here")
-    job = logic.startClassification(node)
-    job.wait(timeoutSeconds=120)
-    with pytest.raises(RuntimeError, match=r"no-bundle-here|classifier"):
-        logic.finishClassification(node, job)
-    assert node.deviceStatus == "Failed."
-    assert not Path(job.folder).exists()  # the job folder is cleaned up
+    node.exportFolder = str(tmp_path)
+    logic.exportCase(node)
+    saved = json.loads((tmp_path / "classification.json").read_text())
+    assert saved["threshold"] == 0.639
+    assert saved["synthetic"] is True
+    assert saved["bundle_name"] == "demo"
+    rules = (tmp_path / "rules.csv").read_text(encoding="utf-8").splitlines()
+    assert rules[0] == ",".join(module.tables.RULE_COLUMNS)
+    assert rules[1].startswith(f"{module.tables.PATIENT_ROW},,lesion_count,")
 
 
 def test_export_writes_the_ct_grid_labels_and_tables(loaded, tmp_path):
-    module, logic, node, _ = loaded
+    module, logic, node = loaded
     from BoneOligoMetLib.io.images import read_image
 
     logic.segmentFromSeeds(node)
@@ -563,79 +426,58 @@ def test_export_writes_the_ct_grid_labels_and_tables(loaded, tmp_path):
         "rules.csv",
         "suv.nii.gz",
     ]
-    ct = logic.imageFromVolumeNode(node.ctVolume)
+    ct = module.mrml.imageFromVolumeNode(node.ctVolume)
     lesions = read_image(tmp_path / "out" / "lesions.nii.gz")
     assert lesions.GetSize() == ct.GetSize()
     np.testing.assert_allclose(lesions.GetOrigin(), ct.GetOrigin(), atol=1e-4)
-    assert set(np.unique(module._arrayOf(lesions)).tolist()) == {0, 1, 2, 3}
-    single = read_image(tmp_path / "out" / "lesion_02.nii.gz")
-    assert set(np.unique(module._arrayOf(single)).tolist()) == {0, 1}
-    header = (tmp_path / "out" / "rules.csv").read_text().splitlines()[0]
-    assert header == ",".join(module.RULE_COLUMNS)
+    labels = module._arrayOf(lesions)
+    masks = _segmentArrays(module, node)
+    for label, name in enumerate(("Lesion 1", "Lesion 2", "Lesion 3"), 1):
+        np.testing.assert_array_equal(labels == label, masks[name] != 0)
+        single = module._arrayOf(read_image(tmp_path / "out" / f"lesion_{label:02d}.nii.gz"))
+        np.testing.assert_array_equal(single != 0, masks[name] != 0)
 
 
-def test_dependency_plan_and_install_keep_slicer_packages(fake_slicer, monkeypatch):
-    module, _, calls = fake_slicer
-    logic = module.BoneOligoMetLogic()
-    plan = logic.installPlan(["torch>=2.2", "pyradiomics>=3.0.1", "skops>=0.10"])
-    assert "PyTorch extension" in plan[0]
-    assert "SlicerRadiomics" in plan[1]
-    assert plan[2].endswith("pip")
-    with pytest.raises(RuntimeError, match="SlicerRadiomics") as error:
-        logic.installClassifierPackages(["pyradiomics>=3.0.1", "torch>=2.2", "skops>=0.10"])
-    assert "PyTorch extension" in str(error.value)  # no PyTorchUtils here: named, not pip'ed
-    (arguments,) = calls["pip"]
-    assert arguments[0] == "skops>=0.10"
-    assert arguments[1] == "-c"
-    pins = Path(arguments[2]).read_text().split()
-    assert any(pin.startswith("numpy==") for pin in pins)
-    assert any(pin.startswith("SimpleITK==") for pin in pins)
-    assert all(p.split("==")[0] in module.dependencies.PROTECTED_PACKAGES for p in pins)
+# --- the background classification ----------------------------------------------------------------
 
 
-def test_installing_asks_first_and_never_without_a_yes(fake_slicer, monkeypatch, tmp_path):
-    """The panel's question before classifying (BoneOligoMetSlicer.dependencies)."""
-    module, _, calls = fake_slicer
-    asked = []
+def test_a_failing_classification_names_its_reason(loaded, tmp_path):
+    _module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    node.modelFolder = str(tmp_path / "no-bundle-here")
+    job = logic.startClassification(node)
+    job.wait(timeoutSeconds=120)
+    with pytest.raises(RuntimeError, match=r"no-bundle-here|classifier"):
+        logic.finishClassification(node, job)
+    assert node.deviceStatus == "Failed."
+    assert not Path(job.folder).exists()  # the job folder is cleaned up
 
-    def confirm(text, windowTitle=None):
-        asked.append(text)
-        return False  # the user says no
 
-    monkeypatch.setattr(
-        sys.modules["slicer"].util, "confirmOkCancelDisplay", confirm, raising=False
-    )
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("pytest>=1  # installed here\n")
-    assert module.dependencies.confirmAndInstall(str(requirements))
-    assert asked == []  # nothing missing, nothing asked
-    requirements.write_text("pytest>=1\nno-such-package-bom>=1.0\n")
-    assert not module.dependencies.confirmAndInstall(str(requirements))
-    assert "  no-such-package-bom>=1.0: pip" in asked[0]
-    assert "pytest" not in asked[0]
-    assert calls["pip"] == []
+def test_closing_the_scene_cancels_a_running_classification(loaded, core):
+    """Before: the job ran on, and its end raised an AttributeError on the closed scene."""
+    _module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    completed = []
+    job = logic.startClassification(node, onCompleted=completed.append)
+    core.scene.Clear(0)  # File > Close Scene
+    assert job.cancelled
+    job.wait(timeoutSeconds=60)
+    assert completed == [job]
+    assert job.returnCode != 0
+    assert logic.finishClassification(None, job) is None
+    assert not Path(job.folder).exists()
 
 
 @pytest.mark.large
-def test_classification_through_the_background_worker(loaded):
-    """The panel's route with the packaged demo model: job folder, worker, results, overlay."""
-    module, logic, node, _ = loaded
+def test_the_self_test_runs_on_real_mrml(bom, core):
+    """BoneOligoMetTest as Slicer runs it: Sample Data, seeds, rules, parts, classification with
+    the packaged demo model in the background worker, overlay and legend, export, no leaks."""
     from BoneOligoMetLib.models.bundle import default_bundle_path
 
     if not (default_bundle_path() / "manifest.json").is_file():
         pytest.skip("the packaged demo bundle is not built yet")
-    logic.segmentFromSeeds(node)
-    progress = []
-    job = logic.startClassification(node, lambda f, m: progress.append(f))
-    job.wait(timeoutSeconds=900)
-    summary = logic.finishClassification(node, job)
-    assert summary is not None, job.errorMessage
-    assert progress
-    assert progress[-1] == 1.0
-    rows = module._readTable(node.resultsTable)
-    assert [row["segment"] for row in rows] == ["Lesion 1", "Lesion 2", "Lesion 3"]
-    assert all(0.0 <= float(row["probability"]) <= 1.0 for row in rows)
-    assert summary["synthetic"] is True
-    assert "not for clinical use" in node.modelStatus
+    test = bom.BoneOligoMetTest()
+    test.runTest()
+    node = bom.BoneOligoMetLogic().getParameterNode()
+    assert node.resultsTable.GetNumberOfRows() == 3  # the classification step did run
     assert node.deviceStatus.startswith("Ran on ")
-    assert node.probabilityVolume.array.shape == node.ctVolume.array.shape

@@ -32,8 +32,8 @@ HEAVY = ("torch", "monai", "sklearn", "radiomics", "SimpleITK", "scipy", "numpy"
 # What the module and its helpers may import at their top level: standard library, Slicer's own
 # modules, the helper package.
 TOP_LEVEL_ALLOWED = {
-    "importlib", "json", "logging", "numbers", "os", "queue", "shutil", "sys", "threading",
-    "time", "typing", "qt", "vtk", "slicer", "BoneOligoMetSlicer",
+    "csv", "importlib", "json", "logging", "math", "numbers", "os", "queue", "shutil", "sys",
+    "tempfile", "threading", "time", "typing", "qt", "vtk", "slicer", "BoneOligoMetSlicer",
 }  # fmt: skip
 
 
@@ -68,9 +68,11 @@ def test_helper_package_holds_the_job_and_the_installer():
         for path in HELPERS
     }
     assert {"ClassificationJob", "startWorker"} <= defined["background"]
-    assert {"missingPackages", "installPlan", "installPackages", "confirmAndInstall"} <= defined[
+    assert {"missingPackages", "installPlan", "startInstall", "confirmInstall"} <= defined[
         "dependencies"
     ]
+    assert {"imageFromVolumeNode", "lesionImage", "importLabels", "fillTable"} <= defined["mrml"]
+    assert {"showFusedPetCt", "showProbability"} <= defined["display"]
 
 
 def test_library_names_used_by_the_module_and_worker_exist():
@@ -193,6 +195,7 @@ def launch(args, updateEnvironment=None):
 
 qt.QTimer = Timer
 slicer.util = types.SimpleNamespace(launchConsoleProcess=launch)
+slicer.mrmlScene = None  # no scene: nothing to cancel the job on closing
 slicer.app = types.SimpleNamespace(processEvents=lambda: None)
 case, folder = sys.argv[2], sys.argv[3]
 if case == "stubborn":  # ignores the cancel file: the job must kill it
@@ -417,8 +420,6 @@ def test_the_api_checker_finds_misspelt_names(tmp_path):
     checker, slicer_dir, ctk_dir = _api_checker()
     module = MODULE.read_text(encoding="utf-8")
     for good, bad in (
-        ("composite.SetLinkedControl(True)", "composite.SetLinkedControls(True)"),
-        ("slicer.util.arrayFromVTKMatrix(", "slicer.util.arrayFromVtkMatrix("),
         ('_("Export failed."), waitCursor=True', '_("Export failed."), waitcursor=True'),
         ("self.ui.exportButton.connect", "self.ui.exportPushButton.connect"),
     ):
@@ -435,6 +436,9 @@ def test_the_api_checker_finds_misspelt_names(tmp_path):
         for good, bad in (
             ("updateEnvironment=self.environment", "updateEnv=self.environment"),
             ("slicer.util.confirmOkCancelDisplay(", "slicer.util.confirmOKCancelDisplay("),
+            ("composite.SetLinkedControl(True)", "composite.SetLinkedControls(True)"),
+            ("slicer.util.arrayFromVTKMatrix(", "slicer.util.arrayFromVtkMatrix("),
+            (".GetMatrixTransformToWorld(", ".GetMatrixToWorld("),
         ):
             text = text.replace(good, bad)
         helpers.append(tmp_path / path.name)
@@ -443,10 +447,13 @@ def test_the_api_checker_finds_misspelt_names(tmp_path):
         slicer_dir, ctk_dir, tmp_path / "BoneOligoMet.py", tmp_path / "BoneOligoMet.ui", helpers
     )
     missing = "\n".join(report.missing)
-    for name in ("SetLinkedControls", "arrayFromVtkMatrix", "waitcursor", "exportPushButton"):
+    for name in ("waitcursor", "exportPushButton"):
         assert name in missing
     assert "updateEnv" in missing  # background.py: launchConsoleProcess's keyword
     assert "confirmOKCancelDisplay" in missing  # dependencies.py
+    assert "SetLinkedControls" in missing  # display.py
+    assert "arrayFromVtkMatrix" in missing  # mrml.py
+    assert "GetMatrixToWorld" in missing  # mrml.py: vtkMRMLTransformNode
     assert "buttonVisible" in missing
 
 
@@ -498,3 +505,30 @@ def test_cmake_installs_every_resource_the_module_reads():
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text.replace(
         "BoneOligoMet.py", "${MODULE_NAME}.py"
     )
+
+
+def _module_constant(name: str):
+    for node in _tree().body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"BoneOligoMet.py defines no {name}")
+
+
+def test_extensions_index_readiness():
+    """What an Extensions Index review checks in the repository: licence, minimum Slicer,
+    documentation link, the study cited, a screenshot that exists."""
+    license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in license_text
+    assert "Version 2.0, January 2004" in license_text
+    assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    minimum = ".".join(str(part) for part in _module_constant("MINIMUM_SLICER"))
+    assert _module_constant("MINIMUM_SLICER_TEXT") == minimum
+    assert _cmake_value("EXTENSION_MINIMUM_SLICER_VERSION") == minimum
+    cmake = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "find_package(Slicer ${EXTENSION_MINIMUM_SLICER_VERSION} REQUIRED)" in cmake
+    screenshot = _cmake_value("EXTENSION_SCREENSHOTURLS").split("/main/", 1)[1]
+    assert (ROOT / screenshot).is_file()
+    assert _cmake_value("EXTENSION_HOMEPAGE") == _module_constant("DOCUMENTATION_URL")
+    source = MODULE.read_text(encoding="utf-8")
+    assert '<a href="{url}">documentation</a>' in source
+    assert "207 patients, 312 bone lesions" in source  # the acknowledgement cites the study

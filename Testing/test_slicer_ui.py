@@ -165,3 +165,9 @@ def test_ui_loads_with_quiloader_and_has_every_widget(loaded_ui):
         if w.property("SlicerParameterName")
     ]
     assert set(bound) == set(_fields()) - UNBOUND
+
+
+def test_no_custom_styling():
+    """Extensions Index review: the panel follows Slicer's look (no style sheets, no colours)."""
+    styled = [w.get("name") for w in _widgets().values() if _property(w, "styleSheet") is not None]
+    assert not styled, f"style sheets on {styled}"

@@ -49,7 +49,8 @@ UI = ROOT / "Resources" / "UI" / "BoneOligoMet.ui"
 VTK_NAMES = {
     "vtkMatrix4x4", "vtkStringArray", "vtkIntArray", "vtkDoubleArray", "vtkCommand",
     "ModifiedEvent", "InsertNextValue", "GetValue", "GetNumberOfValues", "SetName",
-    "RemoveAllPoints", "AddRGBPoint", "Modified", "IsA",
+    "RemoveAllPoints", "AddRGBPoint", "Modified", "IsA", "Multiply4x4", "AddObserver",
+    "RemoveObserver", "IsNumeric", "ToDouble",
 }  # fmt: skip
 # Qt members used on Qt-derived widgets and objects (Qt is not in Slicer's tree either).
 QT_NAMES = {
@@ -228,6 +229,12 @@ def check(
             if isinstance(node, ast.Import)
             for alias in node.names
         } | {"metadata"}
+        python_modules |= {  # the module's helpers (mrml, display, ...): checked on their own
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "BoneOligoMetSlicer"
+            for alias in node.names
+        }
 
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "slicer":

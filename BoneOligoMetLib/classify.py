@@ -44,6 +44,7 @@ __all__ = [
     "CaseResult",
     "bone_change_from_hu",
     "check_clinical",
+    "check_inputs",
     "classify_case",
     "default_bundle_path",
     "load_bundle",
@@ -194,6 +195,107 @@ def probability_overlay(lesions: sitk.Image, ct: sitk.Image, probabilities: Mapp
     return overlay
 
 
+def check_inputs(
+    bundle: Bundle,
+    clinical: Optional[Mapping[str, Any]],
+    liver_seed_lps_mm: Optional[Sequence[float]],
+    name: str = "case",
+) -> dict[str, Any]:
+    """What can be checked before any image is read: the liver point the model needs, the
+    clinical values against its schema (see :func:`check_clinical`) and the clinical numbers it
+    needs. Returns the checked clinical values (lesion labels are checked once known)."""
+    liver_columns = [c for c in bundle.schema if "liver" in c or c == "met_fdg_avid"]
+    if liver_columns and liver_seed_lps_mm is None:
+        raise BundleError(
+            f"{name}: the model uses the liver reference ({liver_columns[0]}, ...): give the liver "
+            "reference point (LPS mm; the centre of a 3 cm sphere in the liver, §2.3)"
+        )
+    given = check_clinical(bundle, clinical)
+    numbers = [
+        c for c, allowed in _clinical_fields(bundle).items() if not isinstance(allowed, list)
+    ]
+    if any(c not in given for c in numbers):
+        needed = ", ".join(c[5:] for c in numbers if c not in given)
+        raise BundleError(f"{name}: the model needs the clinical value(s) {needed}")
+    return given
+
+
+def _rule_checks(ct: sitk.Image, suv: sitk.Image, lesions: sitk.Image, liver_seed_lps_mm):
+    """The ROI rules on the CT grid: (report, each lesion's rule_* flags, the lesions that are
+    not bone lesions with the rule's reason)."""
+    on_ct = lesions
+    if not same_grid(lesions, ct):
+        on_ct = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    rules = assess_lesions(ct, suv, on_ct, liver_seed_lps=liver_seed_lps_mm)
+    flags: dict[int, dict[str, str]] = {}
+    domains: dict[int, str] = {}
+    for check in rules.checks:
+        if check.lesion is None:
+            continue
+        column = RULE_COLUMNS.get(check.rule)
+        if column:
+            flags.setdefault(check.lesion, {})[column] = check.status
+        if check.rule == "outside_bone" and check.status == "fail":  # not a bone lesion
+            domains[check.lesion] = check.message
+    return rules, flags, domains
+
+
+def _feature_rows(case, bundle: Bundle, clinical, deep_rows, report) -> tuple[list, list[str]]:
+    """The model's input row of every lesion (features, deep features, clinical values), and
+    notes on categories not given. A clinical number still missing is an error."""
+    encoder = getattr(bundle.pipeline, "named_steps", {}).get("encode")
+    categorical = set(getattr(encoder, "categorical", ()))
+    rows, notes = [], []
+    for number, label in enumerate(case.labels):
+        report(0.2 + 0.75 * number / len(case.labels), f"lesion {label}: features")
+        row = lesion_features(
+            case, label, clinical=_clinical_for(clinical, label), config=bundle.extraction
+        )
+        if "clin_bone_change" in bundle.schema and "clin_bone_change" not in row:
+            row["clin_bone_change"] = bone_change_from_hu(row.get("met_hu_mean"))
+        row.update(deep_rows.get(label, {}))
+        missing = [c for c in bundle.schema if c.startswith("clin_") and c not in row]
+        for column in [c for c in missing if c in categorical]:
+            row[column] = None  # a category not given counts as none of the known ones
+            notes.append(f"lesion {label}: {column[5:]} not given (treated as unknown)")
+        missing = [c for c in missing if c not in categorical]
+        if missing:
+            raise BundleError(
+                f"{case.name} lesion {label}: the model needs the clinical value(s) "
+                f"{', '.join(c[5:] for c in missing)}"
+            )
+        rows.append(row)
+    return rows, notes
+
+
+def _result_rows(labels, feature_rows, probabilities, flags, domains, threshold: float):
+    """(one result row per lesion, {label: probability} of the bone lesions, notes): a lesion
+    outside the models' domain gets :data:`OUTSIDE_DOMAIN` in its probability's place."""
+    rows, in_domain, notes = [], {}, []
+    for label, row, probability in zip(labels, feature_rows, probabilities):
+        domain = domains.get(label, "")
+        if domain:
+            verdict = OUTSIDE_DOMAIN
+            notes.append(f"lesion {label}: {OUTSIDE_DOMAIN}: {domain}; no probability given")
+        else:
+            in_domain[label] = float(probability)
+            verdict = "malignant" if probability >= threshold else "benign"
+        rows.append(
+            {
+                "lesion_label": label,
+                "probability": OUTSIDE_DOMAIN if domain else float(probability),
+                "malignant": None if domain else bool(probability >= threshold),
+                "verdict": verdict,
+                "domain": domain or "bone lesion",
+                "met_suv_max": row.get("met_suv_max"),
+                "met_mtv_ml": row.get("met_mtv_ml"),
+                "met_tlg": row.get("met_tlg"),
+                **{c: flags.get(label, {}).get(c, "") for c in RULE_COLUMNS.values()},
+            }
+        )
+    return rows, in_domain, notes
+
+
 def classify_case(
     ct: sitk.Image,
     suv: sitk.Image,
@@ -217,92 +319,26 @@ def classify_case(
     report(0.0, "loading the model")
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle if bundle is not None else default_bundle_path(), device)
-    liver_columns = [c for c in bundle.schema if "liver" in c or c == "met_fdg_avid"]
-    if liver_columns and liver_seed_lps_mm is None:
-        raise BundleError(
-            f"{name}: the model uses the liver reference ({liver_columns[0]}, ...): give the liver "
-            "reference point (LPS mm; the centre of a 3 cm sphere in the liver, §2.3)"
-        )
-    given = check_clinical(bundle, clinical)  # before any work; lesion labels are checked below
-    numbers = [
-        c for c, allowed in _clinical_fields(bundle).items() if not isinstance(allowed, list)
-    ]
-    if any(c not in given for c in numbers):
-        needed = ", ".join(c[5:] for c in numbers if c not in given)
-        raise BundleError(f"{name}: the model needs the clinical value(s) {needed}")
+    check_inputs(bundle, clinical, liver_seed_lps_mm, name)
     report(0.05, "checking the images")
     case = prepare_case(
         ct, suv, lesions, liver_seed_lps_mm=liver_seed_lps_mm, config=bundle.extraction, name=name
     )
-    labels = case.labels
-    on_ct = lesions  # the rule checks work on the CT grid
-    if not same_grid(lesions, ct):
-        on_ct = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    rules = assess_lesions(ct, suv, on_ct, liver_seed_lps=liver_seed_lps_mm)
-    flags: dict[int, dict[str, str]] = {label: {} for label in labels}
-    domains: dict[int, str] = {}
-    for check in rules.checks:
-        column = RULE_COLUMNS.get(check.rule)
-        if column and check.lesion in flags:
-            flags[check.lesion][column] = check.status
-        if check.rule == "outside_bone" and check.status == "fail":  # not a bone lesion
-            domains[check.lesion] = check.message
+    rules, flags, domains = _rule_checks(ct, suv, lesions, liver_seed_lps_mm)
     deep_rows: dict[int, dict[str, float]] = {}
     if bundle.deep is not None:
         report(0.15, "deep features")
         deep_rows = bundle.deep.case_features(ct, suv, lesions, regions=case.regions, name=name)
-    clinical = check_clinical(bundle, clinical, labels)
-    encoder = getattr(bundle.pipeline, "named_steps", {}).get("encode")
-    categorical = set(getattr(encoder, "categorical", ()))
-    notes: list[str] = []
-    rows, feature_rows = [], []
-    for number, label in enumerate(labels):
-        report(0.2 + 0.75 * number / len(labels), f"lesion {label}: features")
-        values = _clinical_for(clinical, label)
-        row = lesion_features(case, label, clinical=values, config=bundle.extraction)
-        if "clin_bone_change" in bundle.schema and "clin_bone_change" not in row:
-            row["clin_bone_change"] = bone_change_from_hu(row.get("met_hu_mean"))
-        row.update(deep_rows.get(label, {}))
-        missing = [c for c in bundle.schema if c.startswith("clin_") and c not in row]
-        for column in [c for c in missing if c in categorical]:
-            row[column] = None  # a category not given counts as none of the known ones
-            notes.append(f"lesion {label}: {column[5:]} not given (treated as unknown)")
-        missing = [c for c in missing if c not in categorical]
-        if missing:
-            raise BundleError(
-                f"{name} lesion {label}: the model needs the clinical value(s) "
-                f"{', '.join(c[5:] for c in missing)}"
-            )
-        feature_rows.append(row)
+    clinical = check_clinical(bundle, clinical, case.labels)
+    feature_rows, notes = _feature_rows(case, bundle, clinical, deep_rows, report)
     probabilities = bundle.predict_proba(feature_rows, where=name)
-    in_domain: dict[int, float] = {}
-    for label, row, probability in zip(labels, feature_rows, probabilities):
-        domain = domains.get(label, "")
-        if domain:
-            verdict = OUTSIDE_DOMAIN
-        else:
-            in_domain[label] = float(probability)
-            verdict = "malignant" if probability >= bundle.threshold else "benign"
-        rows.append(
-            {
-                "lesion_label": label,
-                "probability": OUTSIDE_DOMAIN if domain else float(probability),
-                "malignant": None if domain else bool(probability >= bundle.threshold),
-                "verdict": verdict,
-                "domain": domain or "bone lesion",
-                "met_suv_max": row.get("met_suv_max"),
-                "met_mtv_ml": row.get("met_mtv_ml"),
-                "met_tlg": row.get("met_tlg"),
-                **{column: flags[label].get(column, "") for column in RULE_COLUMNS.values()},
-            }
-        )
-        if domain:
-            notes.append(f"lesion {label}: {OUTSIDE_DOMAIN}: {domain}; no probability given")
-    overlay = probability_overlay(lesions, ct, in_domain)
-    report(1.0, f"{len(labels)} lesion(s) classified")
+    rows, in_domain, outside = _result_rows(
+        case.labels, feature_rows, probabilities, flags, domains, bundle.threshold
+    )
+    report(1.0, f"{len(case.labels)} lesion(s) classified")
     return CaseResult(
         rows=rows,
-        overlay=overlay,
+        overlay=probability_overlay(lesions, ct, in_domain),
         threshold=bundle.threshold,
         device=str(select_device(device)) if bundle.deep is not None else "cpu",
         synthetic=bundle.synthetic,
@@ -310,5 +346,5 @@ def classify_case(
         bundle_name=bundle.name,
         checks=list(rules.checks),
         features=feature_rows,
-        notes=notes,
+        notes=notes + outside,
     )

@@ -1,10 +1,11 @@
-"""Helpers shared by the subcommands: point arguments, aligned text tables, CSV, progress."""
+"""Helpers shared by the subcommands: point and device arguments, aligned text tables, the
+progress bar, the output check."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 
@@ -50,12 +51,33 @@ def align(lines: Sequence[Sequence[str]], left: Sequence[int] = ()) -> str:
     )
 
 
-def progress(fraction: float, message: str) -> None:
-    """A one-line progress display on a terminal's stderr (silent when redirected)."""
-    if sys.stderr.isatty():
-        print(f"\r[{fraction:4.0%}] {message:<30}", end="", file=sys.stderr, flush=True)
-        if fraction >= 1.0:
-            print(file=sys.stderr)
+@contextlib.contextmanager
+def progress_bar(
+    desc: str, total: int = 100, unit: str = "%", enabled: bool = True
+) -> Iterator[Callable[[float, str], None]]:
+    """A tqdm bar on stderr, fed by the library's ``progress(fraction, message)`` callbacks;
+    yields the callback. Silent when stderr is not a terminal (or ``enabled`` is False). The bar
+    appears with the first call, at the fraction done so far (a resumed run's honest ETA)."""
+    from tqdm import tqdm
+
+    # No monitor thread: a single-threaded process forks its pool workers (features.pool).
+    tqdm.monitor_interval = 0
+    state: dict = {}
+
+    def update(fraction: float, message: str) -> None:
+        count = min(total, round(fraction * total))
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, initial=count, unit=unit, desc=desc,
+                                dynamic_ncols=True, disable=None if enabled else True)  # fmt: skip
+        bar = state["bar"]
+        bar.update(count - bar.n)
+        bar.set_postfix_str(message, refresh=True)
+
+    try:
+        yield update
+    finally:
+        if "bar" in state:
+            state["bar"].close()
 
 
 def to_lps(point, ras: bool):

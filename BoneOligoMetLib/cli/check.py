@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps
+from BoneOligoMetLib.cli._common import align, cell, parse_point, progress_bar, to_lps
 
 HELP = "check lesion ROIs against the study's rules (holes, bone, necrosis, calcification, ...)"
 OUTPUTS = {"output": "file"}
@@ -62,13 +62,14 @@ def run(args: argparse.Namespace) -> int:
     ct = read_image(args.ct, pixel_type=sitk.sitkFloat32)
     suv = read_image(args.pet, pixel_type=sitk.sitkFloat32)
     lesions = read_image(args.lesions)
-    report = assess_lesions(
-        ct,
-        suv,
-        lesions,
-        liver_seed_lps=to_lps(args.liver_seed, args.ras),
-        progress=progress,
-    )
+    with progress_bar("check") as progress:
+        report = assess_lesions(
+            ct,
+            suv,
+            lesions,
+            liver_seed_lps=to_lps(args.liver_seed, args.ras),
+            progress=progress,
+        )
     print(format_checks(report.checks))
     counts = {s: sum(c.status == s for c in report.checks) for s in ("pass", "warn", "fail")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))

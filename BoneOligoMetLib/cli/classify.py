@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from BoneOligoMetLib.classify import classify_case
-    from BoneOligoMetLib.cli._common import align, cell, progress, to_lps
+    from BoneOligoMetLib.cli._common import align, cell, progress_bar, to_lps
     from BoneOligoMetLib.image.labels import label_image
     from BoneOligoMetLib.io.images import read_image
     from BoneOligoMetLib.io.manifest import CaseEntry, read_case_images
@@ -67,17 +67,18 @@ def run(args: argparse.Namespace) -> int:
     ct, suv = read_case_images(case)
     lesions = label_image(read_image(args.lesions), args.lesions)
     seed = to_lps(args.liver_seed, args.ras)
-    result = classify_case(
-        ct,
-        suv,
-        lesions,
-        clinical=_parse_clinical(args.clinical),
-        bundle=args.model,
-        liver_seed_lps_mm=seed,
-        progress=progress,
-        device=args.device,
-        name=Path(args.lesions).name,
-    )
+    with progress_bar("classify") as progress:
+        result = classify_case(
+            ct,
+            suv,
+            lesions,
+            clinical=_parse_clinical(args.clinical),
+            bundle=args.model,
+            liver_seed_lps_mm=seed,
+            progress=progress,
+            device=args.device,
+            name=Path(args.lesions).name,
+        )
     write_results(result, ct, suv, lesions, args.out, png=not args.no_png)
     lines = [["lesion", "P(malignant)", "at threshold", "SUVmax", "MTV mL", "TLG", "rules"]]
     for row in result.rows:

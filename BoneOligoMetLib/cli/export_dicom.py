@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     import SimpleITK as sitk
 
-    from BoneOligoMetLib.cli._common import align, cell, progress
+    from BoneOligoMetLib.cli._common import align, cell, progress_bar
     from BoneOligoMetLib.io.dicom_seg import require_highdicom
     from BoneOligoMetLib.io.images import read_image
     from BoneOligoMetLib.report.dicom_export import export_dicom, results_from_json
@@ -59,18 +59,19 @@ def run(args: argparse.Namespace) -> int:
             evidence = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
         else:
             suv = read_image(args.pet, pixel_type=sitk.sitkFloat32)
-    exported = export_dicom(
-        args.ct,
-        lesions,
-        args.out,
-        suv=suv,
-        results=results,
-        series_uid=args.series_uid,
-        algorithm_type="SEMIAUTOMATIC" if args.semiautomatic else "MANUAL",
-        evidence=evidence,
-        lesions_name=Path(args.lesions).name,
-        progress=progress,
-    )
+    with progress_bar("export-dicom") as progress:
+        exported = export_dicom(
+            args.ct,
+            lesions,
+            args.out,
+            suv=suv,
+            results=results,
+            series_uid=args.series_uid,
+            algorithm_type="SEMIAUTOMATIC" if args.semiautomatic else "MANUAL",
+            evidence=evidence,
+            lesions_name=Path(args.lesions).name,
+            progress=progress,
+        )
     lines = [["lesion", "segment", "vol_mL", "SUVmax", "SUVmean", "SUVpeak", "MTV_mL", "TLG", "P"]]
     for number, lesion in enumerate(exported.lesions, start=1):
         lines.append([

@@ -64,29 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _progress_bar(total: int):
-    from tqdm import tqdm
-
-    # No monitor thread: a single-threaded process forks its pool workers (extract._start_method).
-    tqdm.monitor_interval = 0
-    state: dict = {}
-
-    def update(fraction: float, message: str) -> None:
-        count = min(total, round(fraction * total))
-        if "bar" not in state:  # starts at the lesions already done, so the ETA is honest
-            state["bar"] = tqdm(total=total, initial=count, unit="lesion", desc="extract",
-                                dynamic_ncols=True)  # fmt: skip
-        bar = state["bar"]
-        bar.update(count - bar.n)
-        bar.set_postfix_str(message, refresh=True)
-
-    def close() -> None:
-        if "bar" in state:
-            state["bar"].close()
-
-    return update, close
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
@@ -113,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     # numpy loads; the user's own setting wins).
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
+    from BoneOligoMetLib.cli._common import progress_bar
     from BoneOligoMetLib.features.cohort import extract_cohort
     from BoneOligoMetLib.features.config import ExtractionConfig
     from BoneOligoMetLib.image.fusion import FusionConfig
@@ -132,10 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     for image in config.images:  # a bad params file fails now, not in every worker
         config.params(image)
     manifest = read_manifest(args.manifest, prefer_dicom=args.from_dicom)
-    progress, close = (
-        (None, lambda: None) if args.no_progress else _progress_bar(manifest.n_lesions)
-    )
-    try:
+    bar = progress_bar("extract", manifest.n_lesions, "lesion", enabled=not args.no_progress)
+    with bar as progress:
         summary = extract_cohort(
             manifest,
             args.out,
@@ -144,8 +120,6 @@ def _run(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             progress=progress,
         )
-    finally:
-        close()
     print(
         f"{summary.n_lesions} lesion(s): {summary.n_computed} computed, {summary.n_reused} "
         f"reused, {summary.n_failed} failed, in {summary.seconds:.1f} s"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps
+from BoneOligoMetLib.cli._common import align, cell, parse_point, progress_bar, to_lps
 from BoneOligoMetLib.protocol import LIVER_SPHERE_DIAMETER_MM, SUV_THRESHOLD
 
 HELP = "metabolic parameters per lesion (SUVmax/mean/peak, MTV, TLG, liver ratio, HU)"
@@ -82,16 +82,17 @@ def run(args: argparse.Namespace) -> int:
     lesions = read_image(args.lesions)
     ct = read_image(args.ct, pixel_type=sitk.sitkFloat32) if args.ct else None
     seed = to_lps(args.liver_seed, args.ras)
-    results = metabolic_table(
-        suv,
-        lesions,
-        ct=ct,
-        liver_seed_lps=seed,
-        liver_diameter_mm=args.liver_diameter,
-        threshold_suv=args.threshold,
-        weighting=args.weighting,
-        progress=progress,
-    )
+    with progress_bar("metabolic") as progress:
+        results = metabolic_table(
+            suv,
+            lesions,
+            ct=ct,
+            liver_seed_lps=seed,
+            liver_diameter_mm=args.liver_diameter,
+            threshold_suv=args.threshold,
+            weighting=args.weighting,
+            progress=progress,
+        )
     rows = [result.as_row() for result in results]
     if seed is not None:
         point = ", ".join(f"{c:.1f}" for c in seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from BoneOligoMetLib.cli._common import align, cell, parse_point, progress, to_lps
+from BoneOligoMetLib.cli._common import align, cell, parse_point, progress_bar, to_lps
 from BoneOligoMetLib.protocol import SUV_THRESHOLD
 
 HELP = "segment bone lesions from seed points: SUV ≥ 2.2 region within bone (§2.3)"
@@ -86,20 +86,21 @@ def run(args: argparse.Namespace) -> int:
     ct = read_image(args.ct, pixel_type=sitk.sitkFloat32)
     suv = read_image(args.pet, pixel_type=sitk.sitkFloat32)
     seeds = [to_lps(seed, args.ras) for seed in args.seed]
-    result = segment_lesions(
-        ct,
-        suv,
-        seeds,
-        skip_failed=True,
-        progress=progress,
-        radius_mm=args.radius,
-        threshold_suv=args.threshold,
-        relative=args.relative,
-        background=args.background,
-        floor_suv=args.floor,
-        mapping=args.mapping,
-        method=args.method,
-    )
+    with progress_bar("segment") as progress:
+        result = segment_lesions(
+            ct,
+            suv,
+            seeds,
+            skip_failed=True,
+            progress=progress,
+            radius_mm=args.radius,
+            threshold_suv=args.threshold,
+            relative=args.relative,
+            background=args.background,
+            floor_suv=args.floor,
+            mapping=args.mapping,
+            method=args.method,
+        )
     lines = [
         ["seed", "X,Y,Z (LPS mm)", "label", "vol_mL", "SUVmax", "thresh", "voxels", "ms", "note"]
     ]

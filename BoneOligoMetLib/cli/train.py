@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
-    from BoneOligoMetLib.cli._common import align, progress
+    from BoneOligoMetLib.cli._common import align, progress_bar
     from BoneOligoMetLib.models.fit import ModelConfig
     from BoneOligoMetLib.models.groups import group_name
     from BoneOligoMetLib.models.study_grid import run_grid
@@ -132,17 +132,18 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=quiet) as caught:
             if not quiet:
                 warnings.simplefilter("default")
-            result = run_grid(
-                table,
-                args.models,
-                args.classifiers,
-                config=config,
-                test_fraction=args.test_fraction,
-                seed=args.seed,
-                cv=args.cv,
-                external=external,
-                progress=progress,
-            )
+            with progress_bar("train") as progress:
+                result = run_grid(
+                    table,
+                    args.models,
+                    args.classifiers,
+                    config=config,
+                    test_fraction=args.test_fraction,
+                    seed=args.seed,
+                    cv=args.cv,
+                    external=external,
+                    progress=progress,
+                )
             paths = write_outputs(
                 result, args.out, classifier=args.plot_classifier, data_label=args.data_label
             )

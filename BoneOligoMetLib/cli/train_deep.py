@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from BoneOligoMetLib.cli._common import progress
+    from BoneOligoMetLib.cli._common import progress_bar
     from BoneOligoMetLib.deep.config import preset
     from BoneOligoMetLib.deep.train_cohort import train_deep
 
@@ -78,19 +78,20 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     modalities = ("ct", "pet") if args.modality == "both" else (args.modality,)
-    summary = train_deep(
-        args.manifest,
-        args.out,
-        config,
-        modalities=modalities,
-        test_fraction=args.test_fraction,
-        split_seed=args.split_seed,
-        device=args.device,
-        init=args.init,
-        patch_workers=args.patch_workers,
-        half=args.half,
-        progress=progress,
-    )
+    with progress_bar("train-deep") as progress:
+        summary = train_deep(
+            args.manifest,
+            args.out,
+            config,
+            modalities=modalities,
+            test_fraction=args.test_fraction,
+            split_seed=args.split_seed,
+            device=args.device,
+            init=args.init,
+            patch_workers=args.patch_workers,
+            half=args.half,
+            progress=progress,
+        )
     lesions = summary["lesions"]
     print(
         f"lesions: {lesions['train']} train, {lesions['validation']} validation, "

@@ -1,26 +1,12 @@
 """DICOM Structured Report of the lesion measurements: a TID 1500 Imaging Measurement Report
 (Comprehensive 3D SR) written with highdicom, as Slicer's QuantitativeReporting and dcmqi write.
 
-One measurement group (TID 1411, volumetric ROI) per lesion, pointing at the lesion's segment in
-the SEG through the segment's tracking identifier and number; finding "Lesion" (SCT 52988006)
-at site "Bone structure" (SCT 272673000). Measurements, each with its unit in UCUM:
-
-================  ===========================================  ======================
-volume            SCT 118565006 "Volume"                        ml
-SUVmax            DCM 126401 "SUVbw", derivation "Maximum"      g/ml{SUVbw}
-SUVmean           DCM 126401 "SUVbw", derivation "Mean"         g/ml{SUVbw}
-SUVpeak           DCM 126401 "SUVbw", derivation DCM 126031
-                  "Peak Value Within ROI"                       g/ml{SUVbw}
-MTV               DCM 126032 "Metabolic Volume"                 ml
-TLG               DCM 126033 "Total Lesion Glycolysis"          g{SUVbw} (SUVmean × mL)
-P(malignant)      DCM 111047 "Probability of cancer"            % (0–100)
-================  ===========================================  ======================
-
-The metabolic values carry an algorithm identification (TID 4019) whose parameters say how they
-were measured (MTV threshold, SUVpeak sphere); the probability carries the model's name, the
-software version and, for the packaged synthetic model, its warning as a parameter. A value
-that was not measured (no PET given, a lesion the model did not classify) is left out, never
-written as a number.
+One volumetric measurement group (TID 1411) per lesion points at the lesion's segment in the SEG
+and holds its volume, SUVbw max/mean/peak, MTV, TLG and probability of cancer, each with its
+code and UCUM unit (the constants below); the metabolic values and the probability carry an
+algorithm identification (TID 4019) saying how they were measured and by which model. A value
+that was not measured (no PET, a lesion the model did not classify) is left out, never written
+as a number.
 """
 
 from __future__ import annotations
@@ -79,6 +65,95 @@ class ModelInfo:
     warning: str = ""  # e.g. the synthetic demo model's "not for clinical use"
 
 
+def _metabolic_algorithm(hd: Any, method: Sequence[str]) -> Any:
+    """How the SUV values were measured (TID 4019), its text parameters from ``method``."""
+    return hd.sr.AlgorithmIdentification(
+        name="BoneOligoMet metabolic parameters",
+        version=software_version(),
+        parameters=list(method) or None,
+    )
+
+
+def _model_algorithm(hd: Any, model: Optional[ModelInfo]) -> Any:
+    """The model behind the probabilities (TID 4019), its warning as a parameter; None without."""
+    if model is None:
+        return None
+    return hd.sr.AlgorithmIdentification(
+        name=model.name or "unnamed model",
+        version=software_version(),
+        parameters=[model.warning] if model.warning else None,
+    )
+
+
+def _measurement(hd: Any, name, value, unit, derivation=None, algorithm=None) -> Any:
+    """One numeric measurement: concept ``name``, ``value`` in ``unit`` (code triples)."""
+    return hd.sr.Measurement(
+        name=code(name),
+        value=float(value),
+        unit=code(unit),
+        derivation=code(derivation) if derivation else None,
+        algorithm_id=algorithm,
+    )
+
+
+def _lesion_measurements(
+    hd: Any, lesion: LesionMeasurements, metabolic: Any, model: Optional[Any]
+) -> list[Any]:
+    """The measurements of one lesion, leaving out what was not measured; the probability only
+    with a model (``metabolic``, ``model``: their algorithm identifications)."""
+    measurements = [_measurement(hd, VOLUME, lesion.volume_ml, ML)]
+    for value, derivation in (
+        (lesion.suv_max, MAXIMUM),
+        (lesion.suv_mean, MEAN),
+        (lesion.suv_peak, PEAK),
+    ):
+        if value is not None:
+            measurements.append(_measurement(hd, SUVBW, value, SUV_UNIT, derivation, metabolic))
+    if lesion.mtv_ml is not None:
+        measurements.append(_measurement(hd, METABOLIC_VOLUME, lesion.mtv_ml, ML, None, metabolic))
+    if lesion.tlg is not None:
+        measurements.append(_measurement(hd, TLG, lesion.tlg, TLG_UNIT, None, metabolic))
+    if lesion.probability is not None and model is not None:
+        probability = 100.0 * lesion.probability
+        measurements.append(
+            _measurement(hd, PROBABILITY_OF_CANCER, probability, PERCENT, None, model)
+        )
+    return measurements
+
+
+def _lesion_group(
+    hd: Any, seg: Any, source_series: str, segment: SegmentRecord, measurements: list[Any]
+) -> Any:
+    """The TID 1411 group of one lesion: a bone lesion finding pointing at its SEG segment
+    (``source_series``: the UID of the series the SEG segments)."""
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=segment.tracking_uid, identifier=segment.tracking_id
+        ),
+        referenced_segment=hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID,
+            sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=segment.number,
+            source_series=hd.sr.SourceSeriesForSegmentation(source_series),
+        ),
+        finding_type=code(LESION_TYPE),
+        finding_sites=[hd.sr.FindingSite(code(BONE))],
+        measurements=measurements,
+    )
+
+
+def _device_observer(hd: Any, uid: Any) -> Any:
+    """The observer context: this software as the observing device."""
+    return hd.sr.ObserverContext(
+        observer_type=code(("121007", "DCM", "Device")),
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=uid("device"),
+            name=MANUFACTURER,
+            model_name=f"{MODEL_NAME} {software_version()}",
+        ),
+    )
+
+
 def build_sr(
     seg: Any,
     segments: Sequence[SegmentRecord],
@@ -101,81 +176,22 @@ def build_sr(
     uid = uid or UidSource()
     by_label = {segment.label: segment for segment in segments}
     source_series = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
-    metabolic_algorithm = hd.sr.AlgorithmIdentification(
-        name="BoneOligoMet metabolic parameters",
-        version=software_version(),
-        parameters=list(metabolic_method) or None,
-    )
-    model_algorithm = None
-    if model is not None:
-        model_algorithm = hd.sr.AlgorithmIdentification(
-            name=model.name or "unnamed model",
-            version=software_version(),
-            parameters=[model.warning] if model.warning else None,
+    metabolic = _metabolic_algorithm(hd, metabolic_method)
+    model_algorithm = _model_algorithm(hd, model)
+    groups = [
+        _lesion_group(
+            hd,
+            seg,
+            source_series,
+            by_label[lesion.label],
+            _lesion_measurements(hd, lesion, metabolic, model_algorithm),
         )
-
-    def number(name, value, unit, derivation=None, algorithm=None):
-        return hd.sr.Measurement(
-            name=code(name),
-            value=float(value),
-            unit=code(unit),
-            derivation=code(derivation) if derivation else None,
-            algorithm_id=algorithm,
-        )
-
-    groups = []
-    for lesion in lesions:
-        segment = by_label[lesion.label]
-        measurements = [number(VOLUME, lesion.volume_ml, ML)]
-        for value, derivation in (
-            (lesion.suv_max, MAXIMUM),
-            (lesion.suv_mean, MEAN),
-            (lesion.suv_peak, PEAK),
-        ):
-            if value is not None:
-                measurements.append(number(SUVBW, value, SUV_UNIT, derivation, metabolic_algorithm))
-        if lesion.mtv_ml is not None:
-            measurements.append(
-                number(METABOLIC_VOLUME, lesion.mtv_ml, ML, None, metabolic_algorithm)
-            )
-        if lesion.tlg is not None:
-            measurements.append(number(TLG, lesion.tlg, TLG_UNIT, None, metabolic_algorithm))
-        if lesion.probability is not None and model_algorithm is not None:
-            measurements.append(
-                number(
-                    PROBABILITY_OF_CANCER,
-                    100.0 * lesion.probability,
-                    PERCENT,
-                    None,
-                    model_algorithm,
-                )
-            )
-        groups.append(
-            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=segment.tracking_uid, identifier=segment.tracking_id
-                ),
-                referenced_segment=hd.sr.ReferencedSegment(
-                    sop_class_uid=seg.SOPClassUID,
-                    sop_instance_uid=seg.SOPInstanceUID,
-                    segment_number=segment.number,
-                    source_series=hd.sr.SourceSeriesForSegmentation(source_series),
-                ),
-                finding_type=code(LESION_TYPE),
-                finding_sites=[hd.sr.FindingSite(code(BONE))],
-                measurements=measurements,
-            )
-        )
-    observer = hd.sr.ObserverContext(
-        observer_type=code(("121007", "DCM", "Device")),
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=uid("device"),
-            name=MANUFACTURER,
-            model_name=f"{MODEL_NAME} {software_version()}",
-        ),
-    )
+        for lesion in lesions
+    ]
     report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        observation_context=hd.sr.ObservationContext(
+            observer_device_context=_device_observer(hd, uid)
+        ),
         procedure_reported=code(PROCEDURE),
         imaging_measurements=groups,
     )

@@ -1,25 +1,9 @@
-"""Cohort manifests: one CSV row per lesion, pointing to its patient's images.
+"""Cohort manifests: one CSV row per lesion pointing to its patient's CT, PET and lesion images.
 
-User documentation: ``docs/cohort_manifest.md``.
-
-Columns (any order; others are ignored):
-
-- ``patient_id`` (required): rows of one patient share its CT and PET.
-- ``lesion_label`` (required): the lesion's integer label in the lesion label image.
-- ``lesions`` (required): the lesion label image (NIfTI/NRRD/MetaImage or a DICOM folder), or
-  a DICOM RTSTRUCT or SEG file whose ROI ``lesion_roi`` names (rasterised onto the CT grid).
-- ``lesion_roi`` (optional): the lesion's ROI (RTSTRUCT) or segment (SEG) name in ``lesions``.
-- ``ct`` or ``ct_dicom``: the CT in HU (an image file, or a DICOM series folder).
-- ``suv`` or ``pet_dicom``: the PET as an SUV image, or a PET DICOM folder converted to SUVbw
-  from its header (:func:`BoneOligoMetLib.io.suv.pet_dicom_to_suv`).
-- ``label`` (optional): the ground truth (0 benign, 1 malignant), carried to the table.
-- ``reader`` (optional): who drew ``lesions``; rows of one lesion by several readers give the
-  features' inter-reader ICC.
-- ``liver_seed_lps_mm`` (optional): ``"x,y,z"`` (LPS mm) of the 3 cm liver reference sphere;
-  without it, a ``patient.json`` beside the lesion image (the phantom writes one) is read.
-- ``clin_*`` (optional): clinical values, carried to the table (numbers where they parse).
-
-Relative paths are relative to the manifest's folder. The phantom's ``manifest.csv`` is one.
+:func:`read_manifest` checks every row (patient, lesion label, image paths, ROI names, liver
+seed) and groups the lesions into cases that share one CT and one PET, so that extraction reads
+each case's images once. The columns are documented for users in ``docs/cohort_manifest.md``;
+relative paths are relative to the manifest's folder. The phantom's ``manifest.csv`` is one.
 """
 
 from __future__ import annotations
@@ -147,21 +131,18 @@ def _choose(row: dict[str, str], columns: Sequence[str], prefer_dicom: bool) -> 
     return "", False
 
 
-def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifest:
-    """Read and check a cohort manifest (see the module docstring for its columns).
-
-    ``prefer_dicom``: read ``ct_dicom``/``pet_dicom`` where both they and ``ct``/``suv`` are
-    given. Structural problems are a :class:`ManifestError` naming the row; missing image files
-    are not checked here (they fail their own case at extraction, and the run goes on).
-    """
-    path = Path(path)
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows) of the CSV file; an unreadable file is a ManifestError."""
     try:
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
-            rows = list(reader)
+            return list(reader.fieldnames or []), list(reader)
     except OSError as error:
         raise ManifestError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def _check_columns(path: Path, columns: Sequence[str], rows: Sequence[dict[str, str]]) -> None:
+    """The required columns are there (a CT and a PET column among them), and some rows."""
     missing = [c for c in REQUIRED if c not in columns]
     if not any(c in columns for c in CT_COLUMNS):
         missing.append(" or ".join(CT_COLUMNS))
@@ -171,52 +152,114 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
         raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
     if not rows:
         raise ManifestError(f"{path}: no rows")
-    clinical_columns = tuple(c for c in columns if c.startswith("clin_"))
-    base = path.resolve().parent
 
-    def resolve(text: str) -> str:
-        candidate = Path(text).expanduser()
-        return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
 
-    cases: dict[tuple[str, str, str, str], list] = {}
-    seen: set[tuple[str, str, int]] = set()
-    roi_files: dict[tuple[str, str, str], bool] = {}  # lesion file -> rows name ROIs
-    rois_seen: dict[tuple[str, str, str], set[str]] = {}
-    for number, row in enumerate(rows):
-        where = f"{path} row {number + 2}"  # the header is line 1
-        patient = (row.get("patient_id") or "").strip()
-        if not patient:
-            raise ManifestError(f"{where}: empty patient_id")
-        try:
-            label = int(str(row.get("lesion_label", "")).strip())
-        except ValueError:
-            raise ManifestError(
-                f"{where}: lesion_label {row.get('lesion_label')!r} is not an integer"
-            ) from None
-        if label <= 0:
-            raise ManifestError(f"{where}: lesion_label must be > 0, got {label}")
-        reader_name = (row.get("reader") or "").strip()
-        if (patient, reader_name, label) in seen:
+def _resolve(base: Path, text: str) -> str:
+    """An absolute path: ``text`` itself, or relative to the manifest's folder ``base``."""
+    candidate = Path(text).expanduser()
+    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+
+def _lesion_key(row: dict[str, str], where: str) -> tuple[str, str, int]:
+    """(patient, reader, lesion label) of a row: a patient and a label > 0 are required."""
+    patient = (row.get("patient_id") or "").strip()
+    if not patient:
+        raise ManifestError(f"{where}: empty patient_id")
+    try:
+        label = int(str(row.get("lesion_label", "")).strip())
+    except ValueError:
+        raise ManifestError(
+            f"{where}: lesion_label {row.get('lesion_label')!r} is not an integer"
+        ) from None
+    if label <= 0:
+        raise ManifestError(f"{where}: lesion_label must be > 0, got {label}")
+    return patient, (row.get("reader") or "").strip(), label
+
+
+def _image_paths(row: dict[str, str], where: str, prefer_dicom: bool):
+    """(ct, ct is DICOM, pet, pet is DICOM, lesions) as the row gives them; none may be empty."""
+    ct, ct_dicom = _choose(row, CT_COLUMNS, prefer_dicom)
+    pet, pet_dicom = _choose(row, PET_COLUMNS, prefer_dicom)
+    lesions = (row.get("lesions") or "").strip()
+    for value, name in ((ct, "CT"), (pet, "PET"), (lesions, "lesions")):
+        if not value:
+            raise ManifestError(f"{where}: no {name} path")
+    return ct, ct_dicom, pet, pet_dicom, lesions
+
+
+class _SeenRows:
+    """What earlier rows named: each lesion once per reader; per lesion file, a ROI name on
+    every row or on none, each name once (ignoring case)."""
+
+    def __init__(self) -> None:
+        self.lesions: set[tuple[str, str, int]] = set()
+        self.named: dict[tuple[str, str, str], bool] = {}  # lesion file -> rows name ROIs
+        self.rois: dict[tuple[str, str, str], set[str]] = {}
+
+    def add_lesion(self, key: tuple[str, str, int], where: str) -> None:
+        patient, _, label = key
+        if key in self.lesions:
             raise ManifestError(f"{where}: lesion {label} of {patient} is listed twice")
-        seen.add((patient, reader_name, label))
-        ct, ct_dicom = _choose(row, CT_COLUMNS, prefer_dicom)
-        pet, pet_dicom = _choose(row, PET_COLUMNS, prefer_dicom)
-        lesions = (row.get("lesions") or "").strip()
-        for value, name in ((ct, "CT"), (pet, "PET"), (lesions, "lesions")):
-            if not value:
-                raise ManifestError(f"{where}: no {name} path")
-        lesions_path = resolve(lesions)
-        roi = (row.get("lesion_roi") or "").strip()
-        file_key = (patient, reader_name, lesions_path)
-        if roi_files.setdefault(file_key, bool(roi)) != bool(roi):
+        self.lesions.add(key)
+
+    def add_roi(self, file_key: tuple[str, str, str], roi: str, lesions: str, where: str) -> None:
+        patient = file_key[0]
+        if self.named.setdefault(file_key, bool(roi)) != bool(roi):
             raise ManifestError(
                 f"{where}: {lesions} is given with a lesion_roi on some rows of {patient} and "
                 "without on others (an RTSTRUCT/SEG needs a ROI name on every row)"
             )
-        named = rois_seen.setdefault(file_key, set())
+        named = self.rois.setdefault(file_key, set())
         if roi and roi.casefold() in named:
             raise ManifestError(f"{where}: ROI {roi!r} of {lesions} is listed twice for {patient}")
         named.add(roi.casefold())
+
+
+def _group_cases(path: Path, items: dict[tuple[str, str, str, str], list]) -> list[CaseEntry]:
+    """One case per (patient, reader, CT, PET), its rows agreeing on the liver seed."""
+    result = []
+    for (patient, reader_name, ct, pet), rows in items.items():
+        seeds = {seed for _, _, _, seed in rows if seed is not None}
+        if len(seeds) > 1:
+            raise ManifestError(f"{path}: {patient} has different liver seeds on its rows")
+        result.append(
+            CaseEntry(
+                patient_id=patient,
+                reader=reader_name,
+                ct=ct,
+                ct_is_dicom=rows[0][1],
+                pet=pet,
+                pet_is_dicom=rows[0][2],
+                liver_seed_lps_mm=next(iter(seeds)) if seeds else None,
+                lesions=tuple(entry for entry, _, _, _ in rows),
+            )
+        )
+    return result
+
+
+def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifest:
+    """Read and check a cohort manifest (its columns: ``docs/cohort_manifest.md``).
+
+    ``prefer_dicom``: read ``ct_dicom``/``pet_dicom`` where both they and ``ct``/``suv`` are
+    given. Structural problems are a :class:`ManifestError` naming the row; missing image files
+    are not checked here (they fail their own case at extraction, and the run goes on).
+    """
+    path = Path(path)
+    columns, rows = _read_rows(path)
+    _check_columns(path, columns, rows)
+    clinical_columns = tuple(c for c in columns if c.startswith("clin_"))
+    base = path.resolve().parent
+    seen = _SeenRows()
+    cases: dict[tuple[str, str, str, str], list] = {}
+    for number, row in enumerate(rows):
+        where = f"{path} row {number + 2}"  # the header is line 1
+        key = _lesion_key(row, where)
+        seen.add_lesion(key, where)
+        patient, reader_name, label = key
+        ct, ct_dicom, pet, pet_dicom, lesions = _image_paths(row, where, prefer_dicom)
+        lesions_path = _resolve(base, lesions)
+        roi = (row.get("lesion_roi") or "").strip()
+        seen.add_roi((patient, reader_name, lesions_path), roi, lesions, where)
         seed = _seed(row.get("liver_seed_lps_mm") or "", where)
         if seed is None:
             seed = _seed_from_record(Path(lesions_path))
@@ -228,25 +271,9 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
             clinical=tuple((c, parse_value(row.get(c) or "")) for c in clinical_columns),
             roi=roi,
         )
-        key = (patient, reader_name, resolve(ct), resolve(pet))
-        cases.setdefault(key, []).append((entry, ct_dicom, pet_dicom, seed))
-    result = []
-    for (patient, reader_name, ct, pet), items in cases.items():
-        seeds = {seed for _, _, _, seed in items if seed is not None}
-        if len(seeds) > 1:
-            raise ManifestError(f"{path}: {patient} has different liver seeds on its rows")
-        result.append(
-            CaseEntry(
-                patient_id=patient,
-                reader=reader_name,
-                ct=ct,
-                ct_is_dicom=items[0][1],
-                pet=pet,
-                pet_is_dicom=items[0][2],
-                liver_seed_lps_mm=next(iter(seeds)) if seeds else None,
-                lesions=tuple(entry for entry, _, _, _ in items),
-            )
-        )
+        case_key = (patient, reader_name, _resolve(base, ct), _resolve(base, pet))
+        cases.setdefault(case_key, []).append((entry, ct_dicom, pet_dicom, seed))
+    result = _group_cases(path, cases)
     no_seed = [case.name for case in result if case.liver_seed_lps_mm is None]
     if no_seed:
         log.warning(

@@ -1,19 +1,10 @@
 """Export one patient's lesions for PACS: a DICOM SEG on the CT series and a TID 1500 measurement
-report (SR) beside it. The single entry point of ``bone-oligomet export-dicom`` and of the Slicer
-panel's "Export DICOM"::
-
-    exported = export_dicom(ct_dicom_folder, lesions, out_dir, suv=suv, results=case_result)
-    exported.seg_path, exported.sr_path, exported.lesions, exported.notes
-
-``lesions`` is a label image (one label per lesion), on the CT grid or any other (then resampled
-nearest-neighbour onto the CT slices, with a note). ``suv`` (an SUV image) gives SUVmax, SUVmean,
-SUVpeak, MTV and TLG as :mod:`~BoneOligoMetLib.lesions.metabolic` measures them; without it, the
-values the classifier's results carry are used, and the others are left out. ``results`` (a
-``classify.CaseResult`` or the ``results.json`` that ``bone-oligomet classify`` writes) gives each
-lesion's probability of malignancy and the model's name and warning.
-
-Everything is checked and built in memory first; the two files are then written under temporary
-names and renamed, so bad input writes nothing.
+report (SR) beside it; the one entry point of ``bone-oligomet export-dicom`` and of the Slicer
+panel's "Export DICOM". Lesions on another grid are resampled nearest-neighbour onto the CT
+slices (with a note); SUVmax/mean/peak, MTV and TLG are measured on the SUV image when one is
+given, else taken from the classifier's results, which also give each lesion's probability and
+the model's name and warning. Everything is checked and built in memory, then both files are
+written under temporary names and renamed, so bad input writes nothing.
 """
 
 from __future__ import annotations
@@ -131,6 +122,125 @@ def _write_atomically(datasets: Sequence[tuple[Any, Path]]) -> None:
                 part.unlink()
 
 
+def _as_results(
+    results: Union[PathLike, ClassifierResults, Any, None],
+) -> Optional[ClassifierResults]:
+    """``results`` as :class:`ClassifierResults`: read from a results.json path, or taken from a
+    ``CaseResult``."""
+    if results is None or isinstance(results, ClassifierResults):
+        return results
+    is_path = isinstance(results, (str, os.PathLike))
+    return results_from_json(results) if is_path else results_from_case(results)
+
+
+def _labels_kept(lesions: sitk.Image, frames: np.ndarray, name: str) -> list[int]:
+    """The labels on the CT slices; a lesion that covers no CT voxel centre is a MaskError."""
+    from BoneOligoMetLib.image.labels import label_regions
+
+    given = sorted(label_regions(lesions, name))
+    labels = [int(v) for v in np.unique(frames) if v > 0]
+    lost = sorted(set(given) - set(labels))
+    if lost:
+        raise MaskError(
+            f"{name}: lesion(s) {', '.join(map(str, lost))} cover no CT voxel centre "
+            "once resampled onto the CT slices"
+        )
+    return labels
+
+
+def _result_rows(
+    results: Optional[ClassifierResults], labels: Sequence[int], name: str
+) -> dict[int, dict[str, Any]]:
+    """The results' row of each label; results naming a lesion the labels lack are an error."""
+    if results is None:
+        return {}
+    extra = sorted(set(results.rows) - set(labels))
+    if extra:
+        raise ResultsError(
+            f"results name lesion(s) {', '.join(map(str, extra))} that {name} does "
+            f"not hold (it holds {', '.join(map(str, labels))})"
+        )
+    return results.rows
+
+
+def _metabolics_on_ct(
+    suv: sitk.Image, lesions: sitk.Image, frames: np.ndarray, series: SourceSeries, resampled: bool
+) -> dict[int, Any]:
+    """SUVmax/mean/peak, MTV and TLG of each lesion as placed on the CT slices, by label."""
+    from BoneOligoMetLib.lesions.metabolic import metabolic_table
+
+    on_ct = lesions
+    if resampled and series.grid is not None:
+        on_ct = sitk.GetImageFromArray(frames.astype(np.uint16))
+        on_ct.CopyInformation(series.grid)
+    return {m.label: m for m in metabolic_table(suv, on_ct)}
+
+
+def _measure_lesions(
+    labels: Sequence[int],
+    frames: np.ndarray,
+    voxel_ml: float,
+    metabolics: Mapping[int, Any],
+    rows: Mapping[int, Mapping[str, Any]],
+    has_results: bool,
+) -> tuple[list[LesionMeasurements], list[str]]:
+    """(what the report says of each lesion, notes on what it leaves out). Metabolic values
+    are measured on the PET where one is given, else taken from the results' ``met_*``."""
+    measured, notes = [], []
+    for label in labels:
+        row = rows.get(label, {})
+        volume_ml = float(np.count_nonzero(frames == label)) * voxel_ml
+        if label in metabolics:
+            m = metabolics[label]
+            values = dict(
+                suv_max=m.suv_max,
+                suv_mean=m.suv_mean,
+                suv_peak=m.suv_peak,
+                mtv_ml=m.mtv_ml,
+                tlg=m.tlg,
+            )
+        else:
+            values = {
+                key: _optional(row, f"met_{key}")
+                for key in ("suv_max", "suv_mean", "suv_peak", "mtv_ml", "tlg")
+            }
+        probability = _probability(row) if row else None
+        if has_results and not row:
+            notes.append(f"lesion {label}: not in the results; no probability written")
+        elif row and probability is None:
+            notes.append(f"lesion {label}: {row.get('verdict', 'not classified')}; no probability")
+        measured.append(
+            LesionMeasurements(label=label, volume_ml=volume_ml, probability=probability, **values)
+        )
+    missing = sorted(
+        {key for m in measured for key in ("suv_mean", "suv_peak") if getattr(m, key) is None}
+    )
+    if missing:
+        notes.append(
+            f"{' and '.join(k.replace('suv_', 'SUV') for k in missing)} not written (no SUV PET)"
+        )
+    return measured, notes
+
+
+def _metabolic_method() -> list[str]:
+    """How the SUV values were measured, as the SR's algorithm parameters."""
+    from BoneOligoMetLib.lesions.metabolic import MTV_THRESHOLD_SUV
+
+    return [
+        f"MTV: PET voxels with SUVbw >= {MTV_THRESHOLD_SUV:g}; TLG = SUVmean(MTV) x MTV",
+        "SUVpeak: highest mean SUVbw in a 1 cm3 sphere centred on a lesion voxel",
+        "statistics on the PET's own voxels covered >= 50 % by the lesion",
+    ]
+
+
+def _sr_description(model: Optional[ModelInfo]) -> str:
+    """The SR's SeriesDescription (64 characters at most): the model's warning where it has one."""
+    description = "BoneOligoMet lesion measurements"
+    if model is not None and model.warning:
+        description = f"BoneOligoMet: {model.warning}"
+    return description[:64]
+
+
 def export_dicom(
     ct: Union[PathLike, Sequence[PathLike]],
     lesions: sitk.Image,
@@ -151,7 +261,7 @@ def export_dicom(
     ``algorithm_type``: ``MANUAL`` or ``SEMIAUTOMATIC`` (lesions grown by ``segment``).
     ``evidence``: datasets (e.g. the PET headers) the SR lists as sources of its values.
     """
-    from BoneOligoMetLib.image.labels import label_image, label_regions
+    from BoneOligoMetLib.image.labels import label_image
 
     def report(fraction: float, message: str) -> None:
         if progress is not None:
@@ -160,100 +270,39 @@ def export_dicom(
     require_highdicom()
     if algorithm_type.upper() not in ("MANUAL", "SEMIAUTOMATIC"):
         raise BoneOligoMetError(f"algorithm type {algorithm_type!r}: MANUAL or SEMIAUTOMATIC")
-    if results is not None and not isinstance(results, ClassifierResults):
-        is_path = isinstance(results, (str, os.PathLike))
-        results = results_from_json(results) if is_path else results_from_case(results)
+    results = _as_results(results)
     report(0.0, "reading the CT series")
     lesions = label_image(lesions, lesions_name)
     series = read_source_series(ct, series_uid)
     frames, resampled = labels_on_series(lesions, series, lesions_name)
-    given = sorted(label_regions(lesions, lesions_name))
-    labels = [int(v) for v in np.unique(frames) if v > 0]
-    lost = sorted(set(given) - set(labels))
-    if lost:
-        raise MaskError(
-            f"{lesions_name}: lesion(s) {', '.join(map(str, lost))} cover no CT voxel centre "
-            "once resampled onto the CT slices"
-        )
+    labels = _labels_kept(lesions, frames, lesions_name)
     notes = []
     if resampled:
         notes.append(f"{lesions_name} was not on the CT grid: resampled nearest-neighbour")
-    rows: dict[int, dict[str, Any]] = {}
-    if results is not None:
-        extra = sorted(set(results.rows) - set(labels))
-        if extra:
-            raise ResultsError(
-                f"results name lesion(s) {', '.join(map(str, extra))} that {lesions_name} does "
-                f"not hold (it holds {', '.join(map(str, labels))})"
-            )
-        rows = results.rows
+    rows = _result_rows(results, labels, lesions_name)
+
     report(0.2, "measuring")
     spacing = series.grid.GetSpacing() if series.grid is not None else lesions.GetSpacing()
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    metabolics = {}
-    if suv is not None:
-        from BoneOligoMetLib.lesions.metabolic import metabolic_table
-
-        on_ct = lesions
-        if resampled and series.grid is not None:
-            on_ct = sitk.GetImageFromArray(frames.astype(np.uint16))
-            on_ct.CopyInformation(series.grid)
-        metabolics = {m.label: m for m in metabolic_table(suv, on_ct)}
-    measured = []
-    for label in labels:
-        row = rows.get(label, {})
-        volume_ml = float(np.count_nonzero(frames == label)) * voxel_ml
-        if label in metabolics:
-            m = metabolics[label]
-            values = dict(
-                suv_max=m.suv_max,
-                suv_mean=m.suv_mean,
-                suv_peak=m.suv_peak,
-                mtv_ml=m.mtv_ml,
-                tlg=m.tlg,
-            )
-        else:
-            values = {
-                key: _optional(row, f"met_{key}")
-                for key in ("suv_max", "suv_mean", "suv_peak", "mtv_ml", "tlg")
-            }
-        probability = _probability(row) if row else None
-        if results is not None and not row:
-            notes.append(f"lesion {label}: not in the results; no probability written")
-        elif row and probability is None:
-            notes.append(f"lesion {label}: {row.get('verdict', 'not classified')}; no probability")
-        measured.append(
-            LesionMeasurements(label=label, volume_ml=volume_ml, probability=probability, **values)
-        )
-    missing = sorted(
-        {key for m in measured for key in ("suv_mean", "suv_peak") if getattr(m, key) is None}
+    metabolics = {} if suv is None else _metabolics_on_ct(suv, lesions, frames, series, resampled)
+    measured, lesion_notes = _measure_lesions(
+        labels, frames, voxel_ml, metabolics, rows, results is not None
     )
-    if missing:
-        notes.append(
-            f"{' and '.join(k.replace('suv_', 'SUV') for k in missing)} not written (no SUV PET)"
-        )
+    notes += lesion_notes
+
     report(0.5, "building the SEG")
     written = build_seg(series, frames, labels, algorithm_type=algorithm_type)
     model = ModelInfo(results.model, results.warning) if results is not None else None
-    from BoneOligoMetLib.lesions.metabolic import MTV_THRESHOLD_SUV
-
-    method = [
-        f"MTV: PET voxels with SUVbw >= {MTV_THRESHOLD_SUV:g}; TLG = SUVmean(MTV) x MTV",
-        "SUVpeak: highest mean SUVbw in a 1 cm3 sphere centred on a lesion voxel",
-        "statistics on the PET's own voxels covered >= 50 % by the lesion",
-    ]
-    description = "BoneOligoMet lesion measurements"
-    if model is not None and model.warning:
-        description = f"BoneOligoMet: {model.warning}"
+    method = _metabolic_method() if any(m.suv_max is not None for m in measured) else ()
     report(0.8, "building the SR")
     sr = build_sr(
         written.dataset,
         written.segments,
         measured,
         model=model,
-        metabolic_method=method if any(m.suv_max is not None for m in measured) else (),
+        metabolic_method=method,
         evidence=list(series.datasets) + list(evidence),
-        series_description=description[:64],
+        series_description=_sr_description(model),
     )
     out = Path(out_dir)
     seg_path, sr_path = out / SEG_NAME, out / SR_NAME

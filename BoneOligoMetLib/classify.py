@@ -47,6 +47,7 @@ __all__ = [
     "check_inputs",
     "classify_case",
     "default_bundle_path",
+    "liver_features",
     "load_bundle",
     "probability_overlay",
 ]
@@ -195,6 +196,11 @@ def probability_overlay(lesions: sitk.Image, ct: sitk.Image, probabilities: Mapp
     return overlay
 
 
+def liver_features(bundle: Bundle) -> list[str]:
+    """The model's features that need the liver reference (a liver point must be given)."""
+    return [c for c in bundle.schema if "liver" in c or c == "met_fdg_avid"]
+
+
 def check_inputs(
     bundle: Bundle,
     clinical: Optional[Mapping[str, Any]],
@@ -204,7 +210,7 @@ def check_inputs(
     """What can be checked before any image is read: the liver point the model needs, the
     clinical values against its schema (see :func:`check_clinical`) and the clinical numbers it
     needs. Returns the checked clinical values (lesion labels are checked once known)."""
-    liver_columns = [c for c in bundle.schema if "liver" in c or c == "met_fdg_avid"]
+    liver_columns = liver_features(bundle)
     if liver_columns and liver_seed_lps_mm is None:
         raise BundleError(
             f"{name}: the model uses the liver reference ({liver_columns[0]}, ...): give the liver "

@@ -331,6 +331,9 @@ def _other_commands(folder: Path, tmp: Path) -> list:
          r"--patients 0: give at least 1"),
         ("classify: device typo", ["classify", "--ct", ct, "--pet", suv, "--lesions", lesions,
          "--device", "tpu", "--out", str(tmp / "cl")], r"argument --device: .*'tpu'"),
+        # checked before any image is read: the CT named here does not even exist
+        ("classify: no liver seed", ["classify", "--ct", str(tmp / "no_ct.nii.gz"), "--pet", suv,
+         "--lesions", lesions, "--out", str(tmp / "cl")], r"--liver-seed X,Y,Z is needed"),
     ]  # fmt: skip
 
 

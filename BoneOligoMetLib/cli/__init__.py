@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import Optional
@@ -58,9 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value is a point X,Y,Z (mm): a value with a leading minus is still a point.
+POINT_OPTIONS = ("--seed", "--liver-seed")
+
+
+def join_negative_points(argv: Sequence[str]) -> list[str]:
+    """``--seed -66.9,5.5,28`` as ``--seed=-66.9,5.5,28``: argparse takes a value starting with a
+    minus for an option (it knows negative numbers, not points); every liver seed on the
+    patient's left is negative in LPS."""
+    out: list[str] = []
+    tokens = list(argv)
+    while tokens:
+        token = tokens.pop(0)
+        if token in POINT_OPTIONS and tokens and re.fullmatch(r"-[\d.]+,.+", tokens[0]):
+            token = f"{token}={tokens.pop(0)}"
+        out.append(token)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_points(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 0

@@ -10,7 +10,8 @@ from typing import Any
 
 
 def parse_point(text: str) -> tuple[float, float, float]:
-    """``X,Y,Z`` in mm as a tuple (argparse ``type=``); write ``--seed=-12,80,40`` for negatives."""
+    """``X,Y,Z`` in mm as a tuple (argparse ``type=``; a leading minus works, see
+    :func:`~BoneOligoMetLib.cli.join_negative_points`)."""
     import math
 
     try:

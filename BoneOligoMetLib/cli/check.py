@@ -12,7 +12,9 @@ OUTPUTS = {"output": "file"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ct", required=True, help="CT in HU (NIfTI/NRRD or DICOM folder)")
-    parser.add_argument("--pet", required=True, help="SUV PET image (NIfTI/NRRD or DICOM folder)")
+    parser.add_argument(
+        "--pet", required=True, help="PET: an SUV image, or a PET DICOM folder (converted to SUVbw)"
+    )
     parser.add_argument(
         "--lesions", required=True, help="lesion label image on the CT grid (labels 1..n)"
     )
@@ -55,12 +57,13 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from BoneOligoMetLib.io.images import read_image, write_image
+    from BoneOligoMetLib.io.suv import read_suv_image
     from BoneOligoMetLib.io.tables import write_csv
     from BoneOligoMetLib.lesions.parts import include_parts
     from BoneOligoMetLib.lesions.rules import assess_lesions, fill_holes
 
     ct = read_image(args.ct, pixel_type=sitk.sitkFloat32)
-    suv = read_image(args.pet, pixel_type=sitk.sitkFloat32)
+    suv = read_suv_image(args.pet)
     lesions = read_image(args.lesions)
     with progress_bar("check") as progress:
         report = assess_lesions(

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--liver-seed", type=parse_point, metavar="X,Y,Z",
-        help="liver reference point (LPS mm; write --liver-seed=-12,80,40 for a leading minus)",
+        help="liver reference point, mm (LPS unless --ras), e.g. -50,-10,245",
     )  # fmt: skip
     parser.add_argument("--ras", action="store_true", help="--liver-seed is Slicer RAS, not LPS")
     parser.add_argument("--model", metavar="DIR", help="model bundle (default: the demo bundle)")
@@ -54,30 +54,45 @@ def _parse_clinical(pairs) -> dict:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from BoneOligoMetLib.classify import classify_case
+    from BoneOligoMetLib.classify import check_inputs, classify_case, liver_features
     from BoneOligoMetLib.cli._common import align, cell, progress_bar, to_lps
+    from BoneOligoMetLib.errors import BoneOligoMetError, BundleError
     from BoneOligoMetLib.image.labels import label_image
     from BoneOligoMetLib.io.images import read_image
-    from BoneOligoMetLib.io.manifest import CaseEntry, read_case_images
+    from BoneOligoMetLib.io.suv import read_suv_image
+    from BoneOligoMetLib.models.bundle import default_bundle_path, load_bundle
     from BoneOligoMetLib.report.patient import write_results
 
-    pet_is_dicom = Path(args.pet).is_dir()
-    ct_is_dicom = Path(args.ct).is_dir()
-    case = CaseEntry("patient", "", args.ct, ct_is_dicom, args.pet, pet_is_dicom, None, ())
-    ct, suv = read_case_images(case)
-    lesions = label_image(read_image(args.lesions), args.lesions)
+    clinical = _parse_clinical(args.clinical)
     seed = to_lps(args.liver_seed, args.ras)
+    name = Path(args.lesions).name
     with progress_bar("classify") as progress:
+        progress(0.0, "loading the model")  # every input is checked before the images are read
+        bundle = load_bundle(args.model or default_bundle_path(), args.device)
+        if seed is None and liver_features(bundle):
+            raise BoneOligoMetError(
+                "--liver-seed X,Y,Z is needed: the model uses the liver reference "
+                f"({liver_features(bundle)[0]}, ...), the SUVmean of a 3 cm sphere in the liver "
+                "(§2.3); give its centre in LPS mm (or Slicer RAS with --ras)"
+            )
+        try:
+            check_inputs(bundle, clinical, seed, name)
+        except BundleError as error:
+            raise BoneOligoMetError(f"--clinical: {error}") from None
+        progress(0.02, "reading the images")
+        ct = read_image(args.ct, modality="CT" if Path(args.ct).is_dir() else None)
+        suv = read_suv_image(args.pet)
+        lesions = label_image(read_image(args.lesions), args.lesions)
         result = classify_case(
             ct,
             suv,
             lesions,
-            clinical=_parse_clinical(args.clinical),
-            bundle=args.model,
+            clinical=clinical,
+            bundle=bundle,
             liver_seed_lps_mm=seed,
             progress=progress,
             device=args.device,
-            name=Path(args.lesions).name,
+            name=name,
         )
     write_results(result, ct, suv, lesions, args.out, png=not args.no_png)
     lines = [["lesion", "P(malignant)", "at threshold", "SUVmax", "MTV mL", "TLG", "rules"]]

@@ -31,7 +31,9 @@ COLUMNS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pet", required=True, help="SUV PET image (NIfTI/NRRD or DICOM folder)")
+    parser.add_argument(
+        "--pet", required=True, help="PET: an SUV image, or a PET DICOM folder (converted to SUVbw)"
+    )
     parser.add_argument(
         "--lesions", required=True, help="lesion label image (one label per lesion, any grid)"
     )
@@ -40,8 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--liver-seed",
         type=parse_point,
         metavar="X,Y,Z",
-        help="centre of the 3 cm liver reference sphere, mm (LPS unless --ras); "
-        "write --liver-seed=-12,80,40 when it starts with a minus sign",
+        help="centre of the 3 cm liver reference sphere, mm (LPS unless --ras), e.g. -50,-10,245",
     )
     parser.add_argument(
         "--ras", action="store_true", help="--liver-seed is in Slicer RAS, not ITK LPS"
@@ -75,10 +76,11 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.io.suv import read_suv_image
     from BoneOligoMetLib.io.tables import write_csv
     from BoneOligoMetLib.lesions.metabolic import metabolic_table
 
-    suv = read_image(args.pet, pixel_type=sitk.sitkFloat32)
+    suv = read_suv_image(args.pet)
     lesions = read_image(args.lesions)
     ct = read_image(args.ct, pixel_type=sitk.sitkFloat32) if args.ct else None
     seed = to_lps(args.liver_seed, args.ras)

@@ -14,15 +14,16 @@ OUTPUTS = {"output": "image"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ct", required=True, help="CT in HU (NIfTI/NRRD or DICOM folder)")
-    parser.add_argument("--pet", required=True, help="SUV PET image (NIfTI/NRRD or DICOM folder)")
+    parser.add_argument(
+        "--pet", required=True, help="PET: an SUV image, or a PET DICOM folder (converted to SUVbw)"
+    )
     parser.add_argument(
         "--seed",
         required=True,
         action="append",
         type=parse_point,
         metavar="X,Y,Z",
-        help="a point on the lesion, mm (LPS unless --ras); repeat for several lesions; "
-        "write --seed=-12,80,40 when it starts with a minus sign",
+        help="a point on the lesion, mm (LPS unless --ras), e.g. -12,80,40; repeat for several",
     )
     parser.add_argument("--ras", action="store_true", help="seeds are Slicer RAS, not ITK LPS")
     parser.add_argument(
@@ -73,18 +74,16 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from BoneOligoMetLib.errors import BoneOligoMetError
-    from BoneOligoMetLib.io.files import IMAGE_SUFFIXES
     from BoneOligoMetLib.io.images import read_image, write_image
+    from BoneOligoMetLib.io.suv import read_suv_image
     from BoneOligoMetLib.lesions.segment import segment_lesions
 
-    if not args.output.lower().endswith(IMAGE_SUFFIXES):  # fail before reading the images
-        raise BoneOligoMetError(f"{args.output}: cannot write; use one of {IMAGE_SUFFIXES}")
     if args.relative is not None and args.method == "petct":
         raise BoneOligoMetError("--relative goes with --method pet")
     if args.relative is None and (args.background or args.floor is not None):
         raise BoneOligoMetError("--background and --floor go with --relative")
     ct = read_image(args.ct, pixel_type=sitk.sitkFloat32)
-    suv = read_image(args.pet, pixel_type=sitk.sitkFloat32)
+    suv = read_suv_image(args.pet)
     seeds = [to_lps(seed, args.ras) for seed in args.seed]
     with progress_bar("segment") as progress:
         result = segment_lesions(

@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 
 from BoneOligoMetLib.errors import ManifestError
 from BoneOligoMetLib.io.images import read_image
-from BoneOligoMetLib.io.suv import pet_dicom_to_suv
+from BoneOligoMetLib.io.suv import read_suv_image
 
 log = logging.getLogger(__name__)
 
@@ -292,11 +292,5 @@ def read_manifest(path: Union[str, Path], prefer_dicom: bool = False) -> Manifes
 
 def read_case_images(case: CaseEntry):
     """A case's CT (HU) and PET as SUV: image files, or DICOM folders (PET converted to SUVbw)."""
-    import SimpleITK as sitk
-
     ct = read_image(case.ct, modality="CT" if case.ct_is_dicom else None)
-    if case.pet_is_dicom:
-        suv, _ = pet_dicom_to_suv(case.pet)
-    else:
-        suv = read_image(case.pet, pixel_type=sitk.sitkFloat32)
-    return ct, suv
+    return ct, read_suv_image(case.pet)

@@ -25,6 +25,7 @@ from BoneOligoMetLib.errors import DicomTagError, ImageReadError
 from BoneOligoMetLib.io.dicom_series import list_dicom_series, select_dicom_series
 from BoneOligoMetLib.io.dicom_tags import read_datasets, tag_number
 from BoneOligoMetLib.io.files import PathLike
+from BoneOligoMetLib.io.images import read_image
 from BoneOligoMetLib.io.slices import SliceGeometry, slice_geometry
 from BoneOligoMetLib.io.suv_tags import (
     BED_REFERENCE_TOLERANCE_S,
@@ -65,6 +66,7 @@ __all__ = [
     "ParameterSource",
     "SuvParameters",
     "pet_dicom_to_suv",
+    "read_suv_image",
     "read_suv_parameters",
 ]
 
@@ -358,3 +360,11 @@ def pet_dicom_to_suv(
     image.SetSpacing(geometry.spacing)
     image.SetDirection(geometry.direction)
     return image, parameters
+
+
+def read_suv_image(path: PathLike) -> sitk.Image:
+    """The PET as SUVbw: a DICOM folder is converted from its header (:func:`pet_dicom_to_suv`),
+    an image file is read as SUV (float32); the one rule of every command that takes a PET."""
+    if Path(path).is_dir():
+        return pet_dicom_to_suv(path)[0]
+    return read_image(path, pixel_type=sitk.sitkFloat32)

@@ -215,7 +215,7 @@ def select_dicom_series(
         raise ImageReadError(f"{folder}: no DICOM series with {wanted or 'any'}; found: {listing}")
     raise ImageReadError(
         f"{folder}: {len(matches)} DICOM series match {wanted or 'the request'}; "
-        f"choose one by modality or series UID: {listing}"
+        f"give a folder holding one series, or choose one by its SeriesInstanceUID: {listing}"
     )
 
 

@@ -341,7 +341,7 @@ def measure_binary(
         suv_max_liver_ratio=suv_max / liver.suv_mean if liver else None,
         fdg_avid=suv_max > liver.suv_mean if liver else None,
     )
-    log.info(
+    log.debug(  # per measurement: the rule checks and the features each measure a lesion
         "%s: SUVmax %.2f, SUVpeak %.2f, MTV %.2f mL, %d PET voxels",
         name,
         suv_max,

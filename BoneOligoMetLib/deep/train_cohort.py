@@ -121,7 +121,7 @@ def train_deep(
     fit, validation = train[inner_train], train[inner_validation]
     _write_split(out / "split.csv", patches, {"train": fit, "validation": validation, "test": test})
     summary: dict[str, Any] = {
-        "manifest": str(manifest),
+        "manifest": Path(manifest).name,  # no machine path: bundles travel
         "lesions": {
             "train": int(fit.size),
             "validation": int(validation.size),

@@ -31,7 +31,7 @@ class Evaluation:
     classifier: str
     set: str
     n_lesions: int
-    n_patients: int
+    n_patients: Optional[int]  # None when the patients were not given
     n_malignant: int
     auc: Any  # stats.AucCI (DeLong)
     auc_bootstrap: Any  # stats.AucCI or None
@@ -112,7 +112,7 @@ def evaluate(
         classifier=classifier,
         set=set_name,
         n_lesions=int(y.size),
-        n_patients=len(set(patients)) if patients is not None else int(y.size),
+        n_patients=len(set(patients)) if patients is not None else None,
         n_malignant=int(y.sum()),
         auc=auc,
         auc_bootstrap=boot,

@@ -94,10 +94,12 @@ def build(out: Path, work: Path, recipe: dict[str, Any], workers: int = 2) -> di
     y = table.y[test]
     p_model = fitted.predict_proba(table, test)
     p_base = baseline.predict_proba(table, test)
+    patients = table.patients[test]
     model_eval = evaluate(y, p_model, fitted.threshold, model=recipe["model"],
-                          classifier=recipe["classifier"], set_name="test")  # fmt: skip
+                          classifier=recipe["classifier"], set_name="test",
+                          patients=patients)  # fmt: skip
     base_eval = evaluate(y, p_base, baseline.threshold, model="suvmax_liver",
-                         classifier="rule", set_name="test")  # fmt: skip
+                         classifier="rule", set_name="test", patients=patients)  # fmt: skip
     delong = delong_test(y, p_model, p_base)
     metrics = {
         "test_lesions": int(test.size),

@@ -57,6 +57,46 @@ METHODS = ("petct", "pet")
 
 
 @dataclass(frozen=True)
+class SegmentConfig:
+    """How :func:`segment_lesion` grows a lesion from its seed (its keywords build one)."""
+
+    # The search sphere around the seed (mm): it bounds the growth; a region that reaches it is
+    # flagged (``reaches_radius``): increase the radius.
+    radius_mm: float = SEARCH_RADIUS_MM
+    threshold_suv: float = THRESHOLD_SUV  # §2.3: the absolute threshold, unless ``relative``
+    # ``relative`` (e.g. 0.41) replaces the absolute threshold by that fraction of the local
+    # SUVmax, with ``background`` by that fraction of the contrast over the marrow; ``floor_suv``
+    # (e.g. 2.2) bounds it from below, so a faint lesion does not flood the marrow. With PET blur
+    # (≈ 6.5 mm FWHM) a fixed 2.2 grows a hot small lesion well beyond its edge and shrinks a
+    # faint one; on the synthetic cohort ``relative=0.4, background=True, floor_suv=2.2`` follows
+    # the true edge far better (``bench/bench_segment.py``). Only with ``method="pet"``.
+    relative: Optional[float] = None
+    background: bool = False
+    floor_suv: Optional[float] = None
+    # SUV on the CT grid: "linear" (the SUV ≥ threshold region is the trilinear iso-surface,
+    # smoother than PET voxel blocks) or "nearest" (each CT voxel takes its PET voxel's value).
+    mapping: str = "linear"
+    # "petct" (§2.3 "use PET and CT where borders are unclear": the threshold region anchors a
+    # border drawn by PET and CT, :class:`RefineConfig`) or "pet" (the threshold region itself).
+    method: str = "petct"
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    # The CT bone mask (HU threshold, closing, dilation).
+    bone: BoneConfig = field(default_factory=BoneConfig)
+    max_seed_bone_mm: float = MAX_SEED_BONE_DISTANCE_MM
+    max_gap_mm: float = MAX_GAP_MM
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SegmentationError(f"method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.method == "petct" and self.relative is not None:
+            raise SegmentationError("method 'petct' sets its own border: use relative with 'pet'")
+        if self.mapping not in MAPPINGS:
+            raise SegmentationError(
+                f"mapping {self.mapping!r}: choose one of {', '.join(MAPPINGS)}"
+            )
+
+
+@dataclass(frozen=True)
 class SegmentedLesion:
     """One lesion grown from a seed: a 0/1 mask on a CT crop (physical geometry kept)."""
 
@@ -90,82 +130,6 @@ class Segmentation:
     seeds: list[SeedOutcome]
 
 
-def _text(point: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{c:.1f}" for c in point) + ") mm LPS"
-
-
-def _require_inside(image: sitk.Image, point: tuple[float, float, float], name: str) -> None:
-    index = np.asarray(image.TransformPhysicalPointToContinuousIndex(point))
-    if np.any(index < -0.5) or np.any(index > np.asarray(image.GetSize()) - 0.5):
-        raise GeometryError(f"seed {_text(point)} lies outside the {name} ({describe_grid(image)})")
-
-
-def _crops(
-    ct: sitk.Image, suv: sitk.Image, seed: tuple[float, float, float], margin_mm: float
-) -> tuple[sitk.Image, sitk.Image]:
-    low = np.asarray(seed) - margin_mm
-    high = np.asarray(seed) + margin_mm
-    ct_crop = crop_to_physical_box(ct, low, high)
-    pet_margin = max(suv.GetSpacing())  # one more PET voxel for the interpolation at the edge
-    return ct_crop, crop_to_physical_box(suv, low - pet_margin, high + pet_margin)
-
-
-def _relative_threshold(
-    relative: float, local_max: float, background: Optional[float], floor_suv: Optional[float]
-) -> float:
-    """``relative`` × SUVmax, or of the contrast over ``background``; never below the floor."""
-    if not 0.0 < relative < 1.0:
-        raise SegmentationError(f"relative threshold {relative} must lie between 0 and 1")
-    if not local_max > 0:
-        raise SegmentationError("relative threshold: no bone near the seed to take SUVmax from")
-    if background is None:
-        threshold = relative * local_max
-    else:
-        threshold = background + relative * (local_max - background)
-    return max(threshold, floor_suv) if floor_suv is not None else threshold
-
-
-@dataclass(frozen=True)
-class SegmentConfig:
-    """How :func:`segment_lesion` grows a lesion from its seed (its keywords build one)."""
-
-    # The search sphere around the seed (mm): it bounds the growth; a region that reaches it is
-    # flagged (``reaches_radius``): increase the radius.
-    radius_mm: float = SEARCH_RADIUS_MM
-    threshold_suv: float = THRESHOLD_SUV  # §2.3: the absolute threshold, unless ``relative``
-    # ``relative`` (e.g. 0.41) replaces the absolute threshold by that fraction of the local
-    # SUVmax, with ``background`` by that fraction of the contrast over the marrow; ``floor_suv``
-    # (e.g. 2.2) bounds it from below, so a faint lesion does not flood the marrow. With PET blur
-    # (≈ 6.5 mm FWHM) a fixed 2.2 grows a hot small lesion well beyond its edge and shrinks a
-    # faint one; on the synthetic cohort ``relative=0.4, background=True, floor_suv=2.2`` follows
-    # the true edge far better (``bench/bench_segment.py``). Only with ``method="pet"``.
-    relative: Optional[float] = None
-    background: bool = False
-    floor_suv: Optional[float] = None
-    # SUV on the CT grid: "linear" (the SUV ≥ threshold region is the trilinear iso-surface,
-    # smoother than PET voxel blocks) or "nearest" (each CT voxel takes its PET voxel's value).
-    mapping: str = "linear"
-    # "petct" (§2.3 "use PET and CT where borders are unclear": the threshold region anchors a
-    # border drawn by PET and CT, :class:`RefineConfig`) or "pet" (the threshold region itself).
-    method: str = "petct"
-    refine: RefineConfig = field(default_factory=RefineConfig)
-    bone: BoneConfig = field(
-        default_factory=BoneConfig
-    )  # the CT bone mask (HU threshold, closing, dilation)
-    max_seed_bone_mm: float = MAX_SEED_BONE_DISTANCE_MM
-    max_gap_mm: float = MAX_GAP_MM
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise SegmentationError(f"method {self.method!r}: choose one of {', '.join(METHODS)}")
-        if self.method == "petct" and self.relative is not None:
-            raise SegmentationError("method 'petct' sets its own border: use relative with 'pet'")
-        if self.mapping not in MAPPINGS:
-            raise SegmentationError(
-                f"mapping {self.mapping!r}: choose one of {', '.join(MAPPINGS)}"
-            )
-
-
 @dataclass(frozen=True, eq=False)
 class _Neighbourhood:
     """The seed's search sphere on a CT crop: bone, distances and native PET on the crop's grid."""
@@ -182,6 +146,10 @@ class _Neighbourhood:
     seed_index: tuple[int, int, int]  # (z, y, x) on the crop
     bone_distance_mm: float  # from the seed to the nearest searched voxel
     at_seed: str  # "HU …, SUV … at the seed", for messages
+
+
+def _text(point: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{c:.1f}" for c in point) + ") mm LPS"
 
 
 def segment_lesion(
@@ -260,6 +228,12 @@ def _checked_seed(
     return seed
 
 
+def _require_inside(image: sitk.Image, point: tuple[float, float, float], name: str) -> None:
+    index = np.asarray(image.TransformPhysicalPointToContinuousIndex(point))
+    if np.any(index < -0.5) or np.any(index > np.asarray(image.GetSize()) - 0.5):
+        raise GeometryError(f"seed {_text(point)} lies outside the {name} ({describe_grid(image)})")
+
+
 def _around_seed(
     ct: sitk.Image, suv: sitk.Image, seed: tuple[float, float, float], config: SegmentConfig
 ) -> _Neighbourhood:
@@ -306,6 +280,16 @@ def _around_seed(
     )
 
 
+def _crops(
+    ct: sitk.Image, suv: sitk.Image, seed: tuple[float, float, float], margin_mm: float
+) -> tuple[sitk.Image, sitk.Image]:
+    low = np.asarray(seed) - margin_mm
+    high = np.asarray(seed) + margin_mm
+    ct_crop = crop_to_physical_box(ct, low, high)
+    pet_margin = max(suv.GetSpacing())  # one more PET voxel for the interpolation at the edge
+    return ct_crop, crop_to_physical_box(suv, low - pet_margin, high + pet_margin)
+
+
 def _threshold(near: _Neighbourhood, config: SegmentConfig) -> tuple[float, float]:
     """Set the threshold: (SUV threshold, local SUVmax).
 
@@ -320,6 +304,21 @@ def _threshold(near: _Neighbourhood, config: SegmentConfig) -> tuple[float, floa
         return float(config.threshold_suv), local_max
     marrow = float(np.median(near.native[near.searched])) if config.background else None
     return _relative_threshold(config.relative, local_max, marrow, config.floor_suv), local_max
+
+
+def _relative_threshold(
+    relative: float, local_max: float, background: Optional[float], floor_suv: Optional[float]
+) -> float:
+    """``relative`` × SUVmax, or of the contrast over ``background``; never below the floor."""
+    if not 0.0 < relative < 1.0:
+        raise SegmentationError(f"relative threshold {relative} must lie between 0 and 1")
+    if not local_max > 0:
+        raise SegmentationError("relative threshold: no bone near the seed to take SUVmax from")
+    if background is None:
+        threshold = relative * local_max
+    else:
+        threshold = background + relative * (local_max - background)
+    return max(threshold, floor_suv) if floor_suv is not None else threshold
 
 
 def _pet_on_ct(near: _Neighbourhood, threshold: float, mapping: str) -> np.ndarray:
@@ -448,20 +447,6 @@ def _result(
     return result
 
 
-def _paste(labels: np.ndarray, ct: sitk.Image, lesion: SegmentedLesion, next_label: int):
-    """Write ``lesion`` into the full label array; (label used, merged with an earlier one)."""
-    start = ct.TransformPhysicalPointToIndex(lesion.mask.GetOrigin())[::-1]
-    region = sitk.GetArrayViewFromImage(lesion.mask).astype(bool)
-    window = labels[tuple(slice(a, a + n) for a, n in zip(start, region.shape))]
-    existing = window[region]
-    if existing.any():
-        label = int(np.bincount(existing[existing > 0]).argmax())
-        window[region & (window == 0)] = label
-        return label, True
-    window[region] = next_label
-    return next_label, False
-
-
 def segment_lesions(
     ct: sitk.Image,
     suv: sitk.Image,
@@ -510,3 +495,17 @@ def segment_lesions(
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(ct)
     return Segmentation(image, outcomes)
+
+
+def _paste(labels: np.ndarray, ct: sitk.Image, lesion: SegmentedLesion, next_label: int):
+    """Write ``lesion`` into the full label array; (label used, merged with an earlier one)."""
+    start = ct.TransformPhysicalPointToIndex(lesion.mask.GetOrigin())[::-1]
+    region = sitk.GetArrayViewFromImage(lesion.mask).astype(bool)
+    window = labels[tuple(slice(a, a + n) for a, n in zip(start, region.shape))]
+    existing = window[region]
+    if existing.any():
+        label = int(np.bincount(existing[existing > 0]).argmax())
+        window[region & (window == 0)] = label
+        return label, True
+    window[region] = next_label
+    return next_label, False

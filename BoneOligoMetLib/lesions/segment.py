@@ -1,56 +1,11 @@
-"""Semi-automatic lesion segmentation: SUV ≥ 2.2 (§2.3) region grown from a seed, within bone.
-
-One lesion from one seed point (LPS mm):
-
-1. CT and SUV are cropped to the seed's search sphere (``radius_mm``, 30 mm) plus the bone
-   kernels' margin; the whole body is never thresholded or resampled.
-2. Bone on the CT crop (:mod:`BoneOligoMetLib.image.bone`: HU threshold, closing, holes filled, 3 mm
-   dilation so a lytic lesion that broke the cortex is kept).
-3. The SUV crop is resampled onto the CT crop (``mapping="linear"``: the SUV ≥ threshold region
-   is the trilinear iso-surface, smoother than PET voxel blocks; ``"nearest"``: each CT voxel
-   takes its PET voxel's value, i.e. PET-voxel membership mapped to the CT grid).
-4. Candidates: CT voxels with SUV ≥ threshold, in bone, within the sphere. The lesion is the
-   face-connected component containing the seed, or, when the seed voxel is below threshold,
-   the component nearest to it. The sphere also bounds the growth; a region that reaches it is
-   flagged (``reaches_radius``): increase the radius.
-
-5. ``method="petct"`` (the default; §2.3 "use PET and CT where borders are unclear"): SUV ≥ 2.2
-   defines the search region (the component above, so no lesion exists without a voxel ≥ 2.2
-   near the seed); its part inside bone proper nearest the seed is the anchor (a faint lesion's
-   2.2 region may run on along a liver beside a rib). The border is drawn within
-   ``margin_mm`` (12 mm) of the anchor (:class:`RefineConfig`):
-
-   - the lesion's CT (its hottest voxels) against the patient's own marrow 8–14 mm around it:
-     a lytic and/or a sclerotic departure (both: a mixed lesion) makes the CT draw the border
-     in bone where PET keeps a fifth of the lesion's contrast over marrow, joined by PET's
-     half-contrast core (a mixed lesion's parts that read like marrow); cortex (≥ 1000 HU
-     on the bone's surface) is not sclerosis;
-   - a lesion the CT does not show: PET's core at 40 % of its contrast over marrow (about the
-     half-maximum edge of a blurred lesion), the border that 2.2 misses on faint lesions;
-   - soft tissue outside the bone's own outline (a lytic lesion through or in place of the
-     cortex): PET at 40 % of the contrast over the surrounding soft tissue (its 90th
-     percentile, so a liver beside a rib does not join), and CT-lytic voxels inside the
-     closed bone mask where PET keeps a fifth of that contrast;
-   - gaps closed, enclosed holes (necrotic cores, calcifications) filled, the seed's
-     component kept.
-
-   ``method="pet"`` is the plain threshold region of step 4.
-
-A hot seed farther than 10 mm from bone is accepted when a quarter of its SUV ≥ 2.2 focus lies
-in bone (a lytic lesion that destroyed its bone around the seed); otherwise it lies in soft
-tissue and is refused.
-
-The threshold is absolute (SUV 2.2, §2.3: the default, the study's protocol) or relative
-(``relative=0.41``: 41 % of the local SUVmax; with ``background=True`` 41 % of the contrast over
-the marrow; ``floor_suv`` bounds it from below). With PET blur (≈ 6.5 mm FWHM) a fixed 2.2
-grows a hot small lesion well beyond its edge and shrinks a faint one; on the synthetic cohort
-``relative=0.4, background=True, floor_suv=2.2`` follows the true edge far better (see
-``bench/bench_segment.py``). SUVmax reported is the hottest native PET voxel whose CT voxels the
-region covers (the PET is not interpolated for it).
-
-No voxel over the threshold is a :class:`SegmentationError` giving the local SUVmax: a
-non-avid sclerotic metastasis is real and must be delineated by hand. A seed in soft tissue,
-or on an FDG-avid focus that lies outside bone, is a :class:`SegmentationError` too.
+"""Semi-automatic lesion segmentation (§2.3): from a seed point a reader placed on a bone lesion,
+the region of SUV ≥ 2.2 (or a relative threshold) within bone, its border drawn by PET and CT
+(``method="petct"``, :mod:`BoneOligoMetLib.lesions.refine`) or by the threshold alone (``"pet"``).
+Only a sphere around the seed is cropped and searched, never the whole body. A seed that finds
+no avid bone lesion (a non-avid sclerotic metastasis, a seed in soft tissue or on an FDG-avid
+focus outside bone) is a :class:`SegmentationError` that says what was found, so the reader
+delineates that lesion by hand. :func:`segment_lesion` grows one lesion as a sequence of named
+steps; :func:`segment_lesions` writes many into labels 1..n on the CT grid.
 """
 
 from __future__ import annotations
@@ -58,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -102,6 +57,46 @@ METHODS = ("petct", "pet")
 
 
 @dataclass(frozen=True)
+class SegmentConfig:
+    """How :func:`segment_lesion` grows a lesion from its seed (its keywords build one)."""
+
+    # The search sphere around the seed (mm): it bounds the growth; a region that reaches it is
+    # flagged (``reaches_radius``): increase the radius.
+    radius_mm: float = SEARCH_RADIUS_MM
+    threshold_suv: float = THRESHOLD_SUV  # §2.3: the absolute threshold, unless ``relative``
+    # ``relative`` (e.g. 0.41) replaces the absolute threshold by that fraction of the local
+    # SUVmax, with ``background`` by that fraction of the contrast over the marrow; ``floor_suv``
+    # (e.g. 2.2) bounds it from below, so a faint lesion does not flood the marrow. With PET blur
+    # (≈ 6.5 mm FWHM) a fixed 2.2 grows a hot small lesion well beyond its edge and shrinks a
+    # faint one; on the synthetic cohort ``relative=0.4, background=True, floor_suv=2.2`` follows
+    # the true edge far better (``bench/bench_segment.py``). Only with ``method="pet"``.
+    relative: Optional[float] = None
+    background: bool = False
+    floor_suv: Optional[float] = None
+    # SUV on the CT grid: "linear" (the SUV ≥ threshold region is the trilinear iso-surface,
+    # smoother than PET voxel blocks) or "nearest" (each CT voxel takes its PET voxel's value).
+    mapping: str = "linear"
+    # "petct" (§2.3 "use PET and CT where borders are unclear": the threshold region anchors a
+    # border drawn by PET and CT, :class:`RefineConfig`) or "pet" (the threshold region itself).
+    method: str = "petct"
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    # The CT bone mask (HU threshold, closing, dilation).
+    bone: BoneConfig = field(default_factory=BoneConfig)
+    max_seed_bone_mm: float = MAX_SEED_BONE_DISTANCE_MM
+    max_gap_mm: float = MAX_GAP_MM
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SegmentationError(f"method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.method == "petct" and self.relative is not None:
+            raise SegmentationError("method 'petct' sets its own border: use relative with 'pet'")
+        if self.mapping not in MAPPINGS:
+            raise SegmentationError(
+                f"mapping {self.mapping!r}: choose one of {', '.join(MAPPINGS)}"
+            )
+
+
+@dataclass(frozen=True)
 class SegmentedLesion:
     """One lesion grown from a seed: a 0/1 mask on a CT crop (physical geometry kept)."""
 
@@ -135,39 +130,26 @@ class Segmentation:
     seeds: list[SeedOutcome]
 
 
+@dataclass(frozen=True, eq=False)
+class _Neighbourhood:
+    """The seed's search sphere on a CT crop: bone, distances and native PET on the crop's grid."""
+
+    seed: tuple[float, float, float]
+    ct_crop: sitk.Image
+    pet_crop: sitk.Image
+    bone_core: np.ndarray  # the bone mask before its dilation
+    in_bone: np.ndarray  # the dilated bone mask
+    distance: np.ndarray  # mm from the seed
+    sphere: np.ndarray  # within radius_mm of the seed
+    searched: np.ndarray  # in bone, within the sphere
+    native: np.ndarray  # SUV of each CT voxel's PET voxel
+    seed_index: tuple[int, int, int]  # (z, y, x) on the crop
+    bone_distance_mm: float  # from the seed to the nearest searched voxel
+    at_seed: str  # "HU …, SUV … at the seed", for messages
+
+
 def _text(point: Sequence[float]) -> str:
     return "(" + ", ".join(f"{c:.1f}" for c in point) + ") mm LPS"
-
-
-def _require_inside(image: sitk.Image, point: tuple[float, float, float], name: str) -> None:
-    index = np.asarray(image.TransformPhysicalPointToContinuousIndex(point))
-    if np.any(index < -0.5) or np.any(index > np.asarray(image.GetSize()) - 0.5):
-        raise GeometryError(f"seed {_text(point)} lies outside the {name} ({describe_grid(image)})")
-
-
-def _crops(
-    ct: sitk.Image, suv: sitk.Image, seed: tuple[float, float, float], margin_mm: float
-) -> tuple[sitk.Image, sitk.Image]:
-    low = np.asarray(seed) - margin_mm
-    high = np.asarray(seed) + margin_mm
-    ct_crop = crop_to_physical_box(ct, low, high)
-    pet_margin = max(suv.GetSpacing())  # one more PET voxel for the interpolation at the edge
-    return ct_crop, crop_to_physical_box(suv, low - pet_margin, high + pet_margin)
-
-
-def _relative_threshold(
-    relative: float, local_max: float, background: Optional[float], floor_suv: Optional[float]
-) -> float:
-    """``relative`` × SUVmax, or of the contrast over ``background``; never below the floor."""
-    if not 0.0 < relative < 1.0:
-        raise SegmentationError(f"relative threshold {relative} must lie between 0 and 1")
-    if not local_max > 0:
-        raise SegmentationError("relative threshold: no bone near the seed to take SUVmax from")
-    if background is None:
-        threshold = relative * local_max
-    else:
-        threshold = background + relative * (local_max - background)
-    return max(threshold, floor_suv) if floor_suv is not None else threshold
 
 
 def segment_lesion(
@@ -190,23 +172,50 @@ def segment_lesion(
 ) -> SegmentedLesion:
     """Grow one lesion from ``seed_lps_mm`` (LPS mm): SUV ≥ ``threshold_suv`` within bone.
 
-    ``ct`` in HU, ``suv`` in SUV (any grids that overlap). ``relative`` (e.g. 0.41) replaces the
-    absolute threshold by that fraction of the local SUVmax (the hottest native PET voxel in bone
-    within ``max_gap_mm`` of the seed); with ``background`` it is that fraction of the contrast
-    over the marrow (median SUV in bone within the sphere): background + relative × (SUVmax −
-    background); ``floor_suv`` (e.g. 2.2) bounds a relative threshold from below, so a faint
-    lesion does not flood the marrow. ``bone`` sets the bone mask
-    (default :class:`~BoneOligoMetLib.image.bone.BoneConfig`). ``check_units=False`` skips
-    the whole-image unit checks (done once by :func:`segment_lesions`).
+    ``ct`` in HU, ``suv`` in SUV (any grids that overlap). The other keywords are
+    :class:`SegmentConfig`'s fields (``refine`` and ``bone`` None: their defaults).
+    ``check_units=False`` skips the whole-image unit checks (done once by :func:`segment_lesions`).
     """
     started = time.perf_counter()
-    bone = BoneConfig() if bone is None else bone
-    if method not in METHODS:
-        raise SegmentationError(f"method {method!r}: choose one of {', '.join(METHODS)}")
-    if method == "petct" and relative is not None:
-        raise SegmentationError("method 'petct' sets its own border: use relative with 'pet'")
-    if mapping not in MAPPINGS:
-        raise SegmentationError(f"mapping {mapping!r}: choose one of {', '.join(MAPPINGS)}")
+    config = SegmentConfig(
+        radius_mm=radius_mm,
+        threshold_suv=threshold_suv,
+        relative=relative,
+        background=background,
+        floor_suv=floor_suv,
+        mapping=mapping,
+        method=method,
+        refine=RefineConfig() if refine is None else refine,
+        bone=BoneConfig() if bone is None else bone,
+        max_seed_bone_mm=max_seed_bone_mm,
+        max_gap_mm=max_gap_mm,
+    )
+    seed = _checked_seed(ct, suv, seed_lps_mm, check_units)
+    near = _around_seed(ct, suv, seed, config)
+    threshold, local_max = _threshold(near, config)
+    values = _pet_on_ct(near, threshold, config.mapping)
+    gap = _seed_gap(near, values, threshold, config)
+    region, seed_distance = _grow_region(near, values, threshold, gap, local_max, config.radius_mm)
+    if config.method == "petct":
+        region = _refine_petct(
+            region,
+            values,
+            sitk.GetArrayViewFromImage(near.ct_crop),
+            near.bone_core,
+            near.searched,
+            near.sphere,
+            near.seed_index,
+            config.refine,
+            near.ct_crop,
+            config.bone.threshold_hu,
+        )
+    return _result(ct, near, region, threshold, seed_distance, config.radius_mm, started)
+
+
+def _checked_seed(
+    ct: sitk.Image, suv: sitk.Image, seed_lps_mm: Sequence[float], check_units: bool
+) -> tuple[float, float, float]:
+    """Check the request: the seed (LPS mm) lies inside both images, in HU and SUV."""
     if len(seed_lps_mm) != 3:
         raise GeometryError(f"seed needs 3 coordinates (LPS mm), found {len(seed_lps_mm)}")
     seed = (float(seed_lps_mm[0]), float(seed_lps_mm[1]), float(seed_lps_mm[2]))
@@ -216,14 +225,32 @@ def segment_lesion(
         require_overlap(ct, suv, ("CT", "PET"))
     _require_inside(ct, seed, "CT")
     _require_inside(suv, seed, "PET")
-    margin = radius_mm + bone.closing_mm + bone.dilation_mm + 2 * max(ct.GetSpacing())
-    ct_crop, pet_crop = _crops(ct, suv, seed, margin)
+    return seed
 
+
+def _require_inside(image: sitk.Image, point: tuple[float, float, float], name: str) -> None:
+    index = np.asarray(image.TransformPhysicalPointToContinuousIndex(point))
+    if np.any(index < -0.5) or np.any(index > np.asarray(image.GetSize()) - 0.5):
+        raise GeometryError(f"seed {_text(point)} lies outside the {name} ({describe_grid(image)})")
+
+
+def _around_seed(
+    ct: sitk.Image, suv: sitk.Image, seed: tuple[float, float, float], config: SegmentConfig
+) -> _Neighbourhood:
+    """Locate the bone around the seed: crops, bone mask, search sphere, native PET on the crop.
+
+    CT and SUV are cropped to the sphere plus the bone kernels' margin. Bone is
+    :func:`~BoneOligoMetLib.image.bone.bone_mask` dilated by ``bone.dilation_mm``, so a lytic
+    lesion that broke the cortex is kept. No bone within the sphere: :class:`SegmentationError`.
+    """
+    bone = config.bone
+    margin = config.radius_mm + bone.closing_mm + bone.dilation_mm + 2 * max(ct.GetSpacing())
+    ct_crop, pet_crop = _crops(ct, suv, seed, margin)
     bone_core = bone_mask(ct_crop, bone)
     in_bone = sitk.GetArrayFromImage(dilate_mm(bone_core, bone.dilation_mm)).astype(bool)
     x, y, z = physical_grid(ct_crop)
     distance = np.sqrt((x - seed[0]) ** 2 + (y - seed[1]) ** 2 + (z - seed[2]) ** 2)
-    sphere = distance <= radius_mm
+    sphere = distance <= config.radius_mm
     native = sitk.GetArrayFromImage(
         resample_to_reference(pet_crop, ct_crop, sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
     )
@@ -231,101 +258,178 @@ def segment_lesion(
     seed_hu = float(sitk.GetArrayViewFromImage(ct_crop)[seed_index])
     seed_suv = float(native[seed_index])
     at_seed = f"HU {seed_hu:.0f}, SUV {seed_suv:.2f} at the seed"
-
     searched = in_bone & sphere
     if not searched.any():
         raise SegmentationError(
-            f"seed {_text(seed)}: no bone within {radius_mm:g} mm of the seed ({at_seed}); "
+            f"seed {_text(seed)}: no bone within {config.radius_mm:g} mm of the seed ({at_seed}); "
             "place the seed on the bone lesion"
         )
-    bone_distance = float(distance[searched].min())
-    gap = min(max_gap_mm, radius_mm)
-    near = searched & (distance <= gap)
-    local_max = float(native[near].max()) if near.any() else float("nan")
-    if relative is None:
-        threshold = float(threshold_suv)
+    return _Neighbourhood(
+        seed=seed,
+        ct_crop=ct_crop,
+        pet_crop=pet_crop,
+        bone_core=sitk.GetArrayViewFromImage(bone_core).astype(bool),
+        in_bone=in_bone,
+        distance=distance,
+        sphere=sphere,
+        searched=searched,
+        native=native,
+        seed_index=seed_index,
+        bone_distance_mm=float(distance[searched].min()),
+        at_seed=at_seed,
+    )
+
+
+def _crops(
+    ct: sitk.Image, suv: sitk.Image, seed: tuple[float, float, float], margin_mm: float
+) -> tuple[sitk.Image, sitk.Image]:
+    low = np.asarray(seed) - margin_mm
+    high = np.asarray(seed) + margin_mm
+    ct_crop = crop_to_physical_box(ct, low, high)
+    pet_margin = max(suv.GetSpacing())  # one more PET voxel for the interpolation at the edge
+    return ct_crop, crop_to_physical_box(suv, low - pet_margin, high + pet_margin)
+
+
+def _threshold(near: _Neighbourhood, config: SegmentConfig) -> tuple[float, float]:
+    """Set the threshold: (SUV threshold, local SUVmax).
+
+    The local SUVmax is the hottest native PET voxel in bone within ``max_gap_mm`` of the seed
+    (nan when there is none); a relative threshold's background is the marrow's median SUV in
+    bone within the sphere.
+    """
+    gap = min(config.max_gap_mm, config.radius_mm)
+    close = near.searched & (near.distance <= gap)
+    local_max = float(near.native[close].max()) if close.any() else float("nan")
+    if config.relative is None:
+        return float(config.threshold_suv), local_max
+    marrow = float(np.median(near.native[near.searched])) if config.background else None
+    return _relative_threshold(config.relative, local_max, marrow, config.floor_suv), local_max
+
+
+def _relative_threshold(
+    relative: float, local_max: float, background: Optional[float], floor_suv: Optional[float]
+) -> float:
+    """``relative`` × SUVmax, or of the contrast over ``background``; never below the floor."""
+    if not 0.0 < relative < 1.0:
+        raise SegmentationError(f"relative threshold {relative} must lie between 0 and 1")
+    if not local_max > 0:
+        raise SegmentationError("relative threshold: no bone near the seed to take SUVmax from")
+    if background is None:
+        threshold = relative * local_max
     else:
-        # Background: the typical (median) marrow SUV in bone within the search sphere.
-        marrow = float(np.median(native[searched])) if background else None
-        threshold = _relative_threshold(relative, local_max, marrow, floor_suv)
-    if mapping == "linear":
-        values = sitk.GetArrayFromImage(
-            resample_to_reference(pet_crop, ct_crop, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        )
-        if not (values[searched] >= threshold).any():
-            values = native  # a focus of one or two PET voxels can vanish under interpolation
-    else:
-        values = native
+        threshold = background + relative * (local_max - background)
+    return max(threshold, floor_suv) if floor_suv is not None else threshold
+
+
+def _pet_on_ct(near: _Neighbourhood, threshold: float, mapping: str) -> np.ndarray:
+    """Map the SUV onto the CT crop's grid by ``mapping`` (SUV, float32)."""
+    if mapping != "linear":
+        return near.native
+    values = sitk.GetArrayFromImage(
+        resample_to_reference(near.pet_crop, near.ct_crop, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    )
+    if not (values[near.searched] >= threshold).any():
+        return near.native  # a focus of one or two PET voxels can vanish under interpolation
+    return values
+
+
+def _seed_gap(
+    near: _Neighbourhood, values: np.ndarray, threshold: float, config: SegmentConfig
+) -> float:
+    """Judge the seed's place: refuse one in soft tissue; how far (mm) the region may start.
+
+    A seed farther than ``max_seed_bone_mm`` from bone is accepted when at least
+    ``MIN_FOCUS_BONE_FRACTION`` of its hot focus lies in bone (a lytic lesion that destroyed its
+    bone around the seed): its region starts where bone remains. A hot focus at a seed outside
+    bone that lies mostly outside bone is a soft-tissue focus.
+    """
     fraction = None  # of the hot focus at a seed outside bone, the share in bone
-    if not in_bone[seed_index] and values[seed_index] >= threshold:
-        focus, _ = ndimage.label((values >= threshold) & sphere)
-        fraction = float(in_bone[focus == focus[seed_index]].mean())
-    if bone_distance > max_seed_bone_mm and (
-        fraction is None or fraction < MIN_FOCUS_BONE_FRACTION
-    ):
+    seed_index = near.seed_index
+    if not near.in_bone[seed_index] and values[seed_index] >= threshold:
+        focus, _ = ndimage.label((values >= threshold) & near.sphere)
+        fraction = float(near.in_bone[focus == focus[seed_index]].mean())
+    far = near.bone_distance_mm > config.max_seed_bone_mm
+    if far and (fraction is None or fraction < MIN_FOCUS_BONE_FRACTION):
         raise SegmentationError(
-            f"seed {_text(seed)} lies in soft tissue: nearest bone {bone_distance:.0f} mm away "
-            f"({at_seed}); place the seed on the bone lesion"
+            f"seed {_text(near.seed)} lies in soft tissue: nearest bone "
+            f"{near.bone_distance_mm:.0f} mm away ({near.at_seed}); place the seed on the bone "
+            "lesion"
         )
-    if bone_distance > max_seed_bone_mm:
-        # A hot seed far inside a lesion that destroyed its bone: its region starts where
-        # bone remains.
-        gap = min(bone_distance + max_gap_mm, radius_mm)
     if fraction is not None and fraction < MIN_FOCUS_BONE_FRACTION:
         raise SegmentationError(
-            f"seed {_text(seed)} lies on an FDG-avid focus outside bone ({fraction:.0%} of "
-            f"it in bone, {at_seed}): a soft-tissue focus, not a bone lesion (or a lesion that "
-            "destroyed its bone: delineate manually)"
+            f"seed {_text(near.seed)} lies on an FDG-avid focus outside bone ({fraction:.0%} of "
+            f"it in bone, {near.at_seed}): a soft-tissue focus, not a bone lesion (or a lesion "
+            "that destroyed its bone: delineate manually)"
         )
-    candidates = (values >= threshold) & searched
-    if not (candidates & (distance <= gap)).any():
+    if far:
+        return min(near.bone_distance_mm + config.max_gap_mm, config.radius_mm)
+    return min(config.max_gap_mm, config.radius_mm)
+
+
+def _grow_region(
+    near: _Neighbourhood,
+    values: np.ndarray,
+    threshold: float,
+    gap: float,
+    local_max: float,
+    radius_mm: float,
+) -> tuple[np.ndarray, float]:
+    """Grow the PET region: (mask on the crop, seed distance in mm, 0 when the seed is in it).
+
+    Candidates are voxels with SUV ≥ ``threshold`` in bone within the sphere; the region is the
+    face-connected component holding the seed or, when the seed is below threshold, the one
+    nearest to it, within ``gap``. None there is a :class:`SegmentationError` giving the local
+    SUVmax: a non-avid sclerotic metastasis is real and must be delineated by hand.
+    """
+    candidates = (values >= threshold) & near.searched
+    if not (candidates & (near.distance <= gap)).any():
         where = f"{radius_mm:g} mm"
         if candidates.any():
-            nearest_mm = float(distance[candidates].min())
+            nearest_mm = float(near.distance[candidates].min())
             where = f"{gap:g} mm (the nearest is {nearest_mm:.0f} mm away)"
         raise SegmentationError(
-            f"seed {_text(seed)}: no voxel with SUV ≥ {threshold:.2f} in bone within {where}; "
-            f"local SUVmax {local_max:.2f}, {at_seed}; delineate manually (a non-avid "
-            "sclerotic metastasis is possible)"
+            f"seed {_text(near.seed)}: no voxel with SUV ≥ {threshold:.2f} in bone within "
+            f"{where}; local SUVmax {local_max:.2f}, {near.at_seed}; delineate manually (a "
+            "non-avid sclerotic metastasis is possible)"
         )
-
     components, _ = ndimage.label(candidates)
-    if components[seed_index]:
-        chosen, seed_distance = components[seed_index], 0.0
-    else:
-        masked = np.where(candidates, distance, np.inf)
-        nearest = np.unravel_index(int(np.argmin(masked)), masked.shape)
-        chosen, seed_distance = components[nearest], float(masked[nearest])
-    region = components == chosen
-    if method == "petct":
-        region = _refine_petct(
-            region,
-            values,
-            sitk.GetArrayViewFromImage(ct_crop),
-            sitk.GetArrayViewFromImage(bone_core).astype(bool),
-            searched,
-            sphere,
-            seed_index,
-            refine or RefineConfig(),
-            ct_crop,
-            bone.threshold_hu,
-        )
+    if components[near.seed_index]:
+        return components == components[near.seed_index], 0.0
+    masked = np.where(candidates, near.distance, np.inf)
+    nearest = np.unravel_index(int(np.argmin(masked)), masked.shape)
+    return components == components[nearest], float(masked[nearest])
+
+
+def _result(
+    ct: sitk.Image,
+    near: _Neighbourhood,
+    region: np.ndarray,
+    threshold: float,
+    seed_distance: float,
+    radius_mm: float,
+    started: float,
+) -> SegmentedLesion:
+    """Build the result: the region as a mask on the CT crop, its volume and SUVmax.
+
+    SUVmax is the hottest native PET voxel whose CT voxels the region covers (the PET is not
+    interpolated for it).
+    """
     edge = radius_mm - max(ct.GetSpacing())
-    reaches = bool((distance[region] > edge).any())
+    reaches = bool((near.distance[region] > edge).any())
     if reaches:  # flagged in the result (the CLI notes it)
         log.info(
             "seed %s: the region reaches the %g mm search radius and may be cut off",
-            _text(seed),
+            _text(near.seed),
             radius_mm,
         )
     mask = sitk.GetImageFromArray(region.astype(np.uint8))
-    mask.CopyInformation(ct_crop)
+    mask.CopyInformation(near.ct_crop)
     count = int(region.sum())
     result = SegmentedLesion(
-        seed_lps_mm=seed,
+        seed_lps_mm=near.seed,
         mask=mask,
         threshold_suv=threshold,
-        suv_max=float(native[region].max()),
+        suv_max=float(near.native[region].max()),
         voxel_count=count,
         volume_ml=count * voxel_volume_ml(ct),
         seed_distance_mm=seed_distance,
@@ -334,27 +438,13 @@ def segment_lesion(
     )
     log.info(
         "seed %s: %d voxels, %.2f mL, SUVmax %.2f (threshold %.2f)",
-        _text(seed),
+        _text(near.seed),
         count,
         result.volume_ml,
         result.suv_max,
         threshold,
     )
     return result
-
-
-def _paste(labels: np.ndarray, ct: sitk.Image, lesion: SegmentedLesion, next_label: int):
-    """Write ``lesion`` into the full label array; (label used, merged with an earlier one)."""
-    start = ct.TransformPhysicalPointToIndex(lesion.mask.GetOrigin())[::-1]
-    region = sitk.GetArrayViewFromImage(lesion.mask).astype(bool)
-    window = labels[tuple(slice(a, a + n) for a, n in zip(start, region.shape))]
-    existing = window[region]
-    if existing.any():
-        label = int(np.bincount(existing[existing > 0]).argmax())
-        window[region & (window == 0)] = label
-        return label, True
-    window[region] = next_label
-    return next_label, False
 
 
 def segment_lesions(
@@ -405,3 +495,17 @@ def segment_lesions(
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(ct)
     return Segmentation(image, outcomes)
+
+
+def _paste(labels: np.ndarray, ct: sitk.Image, lesion: SegmentedLesion, next_label: int):
+    """Write ``lesion`` into the full label array; (label used, merged with an earlier one)."""
+    start = ct.TransformPhysicalPointToIndex(lesion.mask.GetOrigin())[::-1]
+    region = sitk.GetArrayViewFromImage(lesion.mask).astype(bool)
+    window = labels[tuple(slice(a, a + n) for a, n in zip(start, region.shape))]
+    existing = window[region]
+    if existing.any():
+        label = int(np.bincount(existing[existing > 0]).argmax())
+        window[region & (window == 0)] = label
+        return label, True
+    window[region] = next_label
+    return next_label, False

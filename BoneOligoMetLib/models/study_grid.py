@@ -41,7 +41,9 @@ MIN_PATIENTS = 10
 @dataclass
 class ModelRun:
     """One group × classifier: its fitted model(s) and predictions per set. ``predictions``
-    maps a set name to (row index into its table, probability, per-lesion threshold, fold)."""
+    maps a set name ("train": resubstitution, "train_oof": out-of-fold on the training
+    patients, "test" / "cv" / "external": held out) to (row index into its table, probability,
+    per-lesion threshold, fold)."""
 
     group: str
     classifier: str

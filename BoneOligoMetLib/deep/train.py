@@ -1,19 +1,8 @@
-"""Training a deep-feature network per modality (paper §2.4) and running it.
-
-Loss: focal loss on the two logits with class weights benign 0.3 / malignant 0.7 (MONAI's
-``FocalLoss``, γ = 2) plus ``seg_weight`` × the deep-supervision lesion-mask loss (MONAI's
-``DeepSupervisionLoss`` over Dice + cross-entropy, the target shrunk to each head's size).
-Adam with the learning rate decaying by ``lr_decay`` per epoch. Every ``validate_every`` epochs
-the validation patients (taken from the training patients only) give AUC, accuracy, sensitivity
-and specificity; the best state (highest validation AUC, ties broken by lower validation loss)
-is kept and training stops after ``patience`` evaluations without improvement.
-
-CUDA with mixed precision when present, else the CPU; seeded, and reproducible on the CPU for a
-given seed and thread count (deterministic algorithms, seeded loader workers).
-
-On the CPU a batch of one takes PyTorch's slow reference 3D convolution (oneDNN is used only
-from some batch size or channel count up), about 8× slower: inference pads a batch of one to
-two (the copy's output is dropped; batch norm is in eval mode, so rows do not interact).
+"""Training one modality's deep-feature network (paper §2.4) and checking it on validation
+patients: focal loss (class weights 0.3 / 0.7, γ = 2) plus ``seg_weight`` × a deep-supervision
+lesion-mask loss, Adam with an exponential learning-rate decay, and early stopping on the
+validation AUC (ties: lower validation loss). CUDA with mixed precision when present, else the
+CPU; seeded, and reproducible on the CPU for a given seed and thread count.
 """
 
 from __future__ import annotations
@@ -89,6 +78,8 @@ class TrainResult:
 
 
 def _losses(config: DeepConfig, device):
+    """MONAI's ``FocalLoss`` on the two logits plus ``seg_weight`` × ``DeepSupervisionLoss`` over
+    Dice + cross-entropy on the lesion mask (the target shrunk to each head's size)."""
     import torch
     from monai.losses import DeepSupervisionLoss, DiceCELoss, FocalLoss
 
@@ -134,6 +125,9 @@ def _evaluate(model, patches: PatchSet, modality: str, index, loss_fn, device, b
         for batch in _loader(data, batch_size, False, 0, 0):
             images = batch["image"].to(device)
             n = images.shape[0]
+            # A batch of one takes PyTorch's reference 3D convolution on the CPU (oneDNN only
+            # from some batch size up), ~8× slower: pad it to two and drop the copy's output
+            # (batch norm is in eval mode, so rows do not interact).
             if n == 1 and device.type == "cpu":
                 images = images.expand(2, *images.shape[1:])
             output = model(images)
@@ -162,6 +156,57 @@ def _better(metrics: dict, best: Optional[dict]) -> bool:
     return abs(auc - best_auc) <= 1e-9 and metrics["loss"] < best["loss"] - 1e-6
 
 
+def _check_split(patches: PatchSet, train_index: np.ndarray, validation_index: np.ndarray) -> None:
+    """Both sets hold both classes, and no patient is in both."""
+    for name, index in (("training", train_index), ("validation", validation_index)):
+        if len(np.unique(patches.labels[index])) < 2:
+            raise TrainingError(f"the {name} lesions hold one class only; more patients needed")
+    if set(patches.patients[train_index]) & set(patches.patients[validation_index]):
+        raise TrainingError("a patient is in both the training and the validation set")
+
+
+def _transfer(model, init_state: dict) -> None:
+    """Load the tensors of ``init_state`` that fit ``model`` (e.g. a checkpoint of the other
+    modality or another cohort); a checkpoint that shares no tensor with it is a mistake."""
+    own = model.state_dict()
+    fitting = {
+        k: v for k, v in init_state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)
+    }
+    if not fitting:
+        raise TrainingError("--init: no tensor of the checkpoint fits this network")
+    log.info("--init: %d of %d tensors transferred", len(fitting), len(own))
+    try:
+        model.load_state_dict(fitting, strict=False)
+    except RuntimeError as error:
+        message = str(error).splitlines()[0]
+        raise TrainingError(
+            f"--init: the checkpoint does not fit this network ({message})"
+        ) from None
+
+
+def _train_epoch(model, loader, loss_fn, optimiser, scaler, device, amp: bool) -> float:
+    """One pass over the training lesions; their mean loss."""
+    import torch
+
+    model.train()
+    total, seen = 0.0, 0
+    for batch in loader:
+        images = batch["image"].to(device)
+        labels, masks = batch["label"].to(device), batch["mask"].to(device)
+        if images.shape[0] < 2:  # batch norm needs two samples in training mode
+            continue
+        optimiser.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            output = model(images)
+            loss = loss_fn(output, labels, masks)
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        total += float(loss.detach()) * images.shape[0]
+        seen += images.shape[0]
+    return total / max(1, seen)
+
+
 def train_network(
     patches: PatchSet,
     modality: str,
@@ -180,34 +225,13 @@ def train_network(
     from BoneOligoMetLib.deep.network import build_network
 
     train_index, validation_index = np.asarray(train_index), np.asarray(validation_index)
-    for name, index in (("training", train_index), ("validation", validation_index)):
-        if len(np.unique(patches.labels[index])) < 2:
-            raise TrainingError(f"the {name} lesions hold one class only; more patients needed")
-    if set(patches.patients[train_index]) & set(patches.patients[validation_index]):
-        raise TrainingError("a patient is in both the training and the validation set")
+    _check_split(patches, train_index, validation_index)
     settings = config.train
     seed_everything(settings.seed)
     target = select_device(device)
     model = build_network(config.network.architecture, **config.network.options())
     if init_state is not None:
-        own = model.state_dict()
-        # Transfer what fits (e.g. a checkpoint of the other modality or another cohort); a
-        # checkpoint that shares no tensor with this network is a mistake, not a start.
-        fitting = {
-            k: v
-            for k, v in init_state.items()
-            if k in own and tuple(v.shape) == tuple(own[k].shape)
-        }
-        if not fitting:
-            raise TrainingError("--init: no tensor of the checkpoint fits this network")
-        log.info("--init: %d of %d tensors transferred", len(fitting), len(own))
-        try:
-            model.load_state_dict(fitting, strict=False)
-        except RuntimeError as error:
-            message = str(error).splitlines()[0]
-            raise TrainingError(
-                f"--init: the checkpoint does not fit this network ({message})"
-            ) from None
+        _transfer(model, init_state)
     model.to(target)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=settings.lr_decay)
@@ -225,26 +249,11 @@ def train_network(
     best_state, best, bad = None, None, 0
     start = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
-        model.train()
-        total, seen = 0.0, 0
-        for batch in loader:
-            images = batch["image"].to(target)
-            labels, masks = batch["label"].to(target), batch["mask"].to(target)
-            if images.shape[0] < 2:  # batch norm needs two samples in training mode
-                continue
-            optimiser.zero_grad(set_to_none=True)
-            with torch.autocast(target.type, dtype=torch.float16, enabled=amp):
-                output = model(images)
-                loss = loss_fn(output, labels, masks)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            total += float(loss.detach()) * images.shape[0]
-            seen += images.shape[0]
+        train_loss = _train_epoch(model, loader, loss_fn, optimiser, scaler, target, amp)
         scheduler.step()
         row: dict[str, Any] = {
             "epoch": epoch,
-            "train_loss": total / max(1, seen),
+            "train_loss": train_loss,
             "learning_rate": scheduler.get_last_lr()[0],
         }
         if epoch % settings.validate_every == 0 or epoch == settings.epochs:
@@ -261,9 +270,7 @@ def train_network(
             log.info("%s epoch %d: %s", modality, epoch, row)
         result.history.append(row)
         if progress is not None:
-            progress(
-                epoch / settings.epochs, f"{modality} epoch {epoch}: loss {row['train_loss']:.3f}"
-            )
+            progress(epoch / settings.epochs, f"{modality} epoch {epoch}: loss {train_loss:.3f}")
         if bad >= settings.patience:
             result.stopped_early = True
             break

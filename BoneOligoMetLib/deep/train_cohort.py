@@ -1,17 +1,8 @@
-"""Train the CT and PET networks on a cohort manifest, evaluate on held-out patients, save.
-
-``train_deep(manifest, out_dir, ...)`` writes::
-
-    out_dir/split.csv        patient_id, lesion_label, label, set (train / validation / test)
-    out_dir/ct/, out_dir/pet/  weights.safetensors, network.json, history.csv, curve.png
-    out_dir/summary.json     per modality: training summary, held-out test metrics of the
-                             network's own head; and the deep features alone (CT, PET, and the
-                             pre-fused CT+PET vector) in a logistic regression fitted on the
-                             training patients, evaluated on the test patients
-    out_dir/cache/           the cohort's patches (reused by later runs)
-
-The test patients (``test_fraction`` of the patients, grouped and stratified) are never seen in
-training or validation; the validation patients come from the training side.
+"""Training the CT and PET deep-feature networks on a cohort manifest, end to end: the patient
+split (test patients never seen in training or validation), one network per modality, its check
+on the test patients (its own head, and its deep features alone in a logistic regression), and
+the saved networks and summary. It sits above :mod:`.train` because it uses the models' patient
+split.
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ from BoneOligoMetLib.deep.config import MODALITIES, DeepConfig
 from BoneOligoMetLib.deep.data import PatchSet, cohort_patches
 from BoneOligoMetLib.deep.infer import run_batches
 from BoneOligoMetLib.deep.model_io import WEIGHTS, save_network
-from BoneOligoMetLib.deep.train import binary_metrics, plot_history, train_network
+from BoneOligoMetLib.deep.train import TrainResult, binary_metrics, plot_history, train_network
 from BoneOligoMetLib.errors import BoneOligoMetError, Progress
 from BoneOligoMetLib.io.tables import write_csv
 from BoneOligoMetLib.models.splits import patient_split
@@ -84,6 +75,85 @@ def _write_history(path: Path, history: Sequence[dict[str, Any]]) -> None:
     write_csv(history, path, list(dict.fromkeys(key for row in history for key in row)))
 
 
+def _split(
+    patches: PatchSet, config: DeepConfig, test_fraction: float, split_seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(training side, fit, validation, test) rows: test patients grouped and stratified, then
+    the validation patients from the training side."""
+    if test_fraction > 0:
+        train, test = patient_split(patches.labels, patches.patients, test_fraction, split_seed)
+    else:
+        train, test = np.arange(len(patches)), np.asarray([], dtype=int)
+    inner_train, inner_validation = patient_split(
+        patches.labels[train],
+        patches.patients[train],
+        config.train.validation_fraction,
+        split_seed + 1,
+        name="validation split",
+    )
+    return train, train[inner_train], train[inner_validation], test
+
+
+def _counts(patches: PatchSet, sets: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Lesions and patients per set, for the summary."""
+    return {
+        "lesions": {side: int(index.size) for side, index in sets.items()},
+        "patients": {side: len(set(patches.patients[index])) for side, index in sets.items()},
+    }
+
+
+def _feature_scaling(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network's deep features of the training side (fit + validation patients, never
+    test) and their z-score mean and SD."""
+    _, features = run_batches(model, images)
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    std[std < 1e-8] = 1.0
+    return features, mean, std
+
+
+def _test_results(
+    model,
+    patches: PatchSet,
+    modality: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    scaling: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """On the test patients: the network's own head, and its deep features alone in a logistic
+    regression fitted on the training side; with the z-scored training and test features."""
+    features, mean, std = scaling
+    probability, test_raw = run_batches(model, patches.images[modality][test])
+    head = binary_metrics(patches.labels[test], probability)
+    train_z, test_z = (features - mean) / std, (test_raw - mean) / std
+    alone = _deep_features_auc(train_z, patches.labels[train], test_z, patches.labels[test])
+    return {"test_head": head, "test_features": alone}, train_z, test_z
+
+
+def _save_modality(
+    folder: Path,
+    result: TrainResult,
+    config: DeepConfig,
+    modality: str,
+    entry: dict[str, Any],
+    scaling: tuple[np.ndarray, np.ndarray, np.ndarray],
+    half: bool,
+) -> None:
+    """The network (weights, network.json with its feature scaling), history.csv and curve.png."""
+    _, mean, std = scaling
+    save_network(
+        folder,
+        result.model,
+        config,
+        modality,
+        feature_mean=mean,
+        feature_std=std,
+        summary={**entry, "history": result.history},
+        half=half,
+    )
+    _write_history(folder / "history.csv", result.history)
+    plot_history(result.history, folder / "curve.png", f"{modality.upper()} network")
+
+
 def train_deep(
     manifest: Union[str, Path],
     out_dir: Union[str, Path],
@@ -98,7 +168,16 @@ def train_deep(
     half: bool = False,
     progress: Optional[Progress] = None,
 ) -> dict[str, Any]:
-    """Train one network per modality; returns (and writes) the summary."""
+    """Train one network per modality; returns (and writes) the summary. Writes::
+
+    out_dir/split.csv        patient_id, lesion_label, label, set (train / validation / test)
+    out_dir/ct/, out_dir/pet/  weights.safetensors, network.json, history.csv, curve.png
+    out_dir/summary.json     per modality: training summary, held-out test metrics of the
+                             network's own head; and the deep features alone (CT, PET, and
+                             the pre-fused CT+PET vector) in a logistic regression fitted on
+                             the training patients, evaluated on the test patients
+    out_dir/cache/           the cohort's patches (reused by later runs)
+    """
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,31 +185,12 @@ def train_deep(
         if modality not in MODALITIES:
             raise BoneOligoMetError(f"modality must be one of {MODALITIES}, got {modality!r}")
     patches = cohort_patches(manifest, config.patch, cache_dir=out / "cache", workers=patch_workers)
-    every = np.arange(len(patches))
-    if test_fraction > 0:
-        train, test = patient_split(patches.labels, patches.patients, test_fraction, split_seed)
-    else:
-        train, test = every, np.asarray([], dtype=int)
-    inner_train, inner_validation = patient_split(
-        patches.labels[train],
-        patches.patients[train],
-        config.train.validation_fraction,
-        split_seed + 1,
-        name="validation split",
-    )
-    fit, validation = train[inner_train], train[inner_validation]
-    _write_split(out / "split.csv", patches, {"train": fit, "validation": validation, "test": test})
+    train, fit, validation, test = _split(patches, config, test_fraction, split_seed)
+    sets = {"train": fit, "validation": validation, "test": test}
+    _write_split(out / "split.csv", patches, sets)
     summary: dict[str, Any] = {
         "manifest": Path(manifest).name,  # no machine path: bundles travel
-        "lesions": {
-            "train": int(fit.size),
-            "validation": int(validation.size),
-            "test": int(test.size),
-        },
-        "patients": {
-            side: len(set(patches.patients[index]))
-            for side, index in (("train", fit), ("validation", validation), ("test", test))
-        },
+        **_counts(patches, sets),
         "modalities": {},
     }
     train_features, test_features = [], []
@@ -150,32 +210,16 @@ def train_deep(
             init_state=_init_state(init, modality),
             progress=report,
         )
-        # Normalisation statistics from the training side (fit + validation patients), never test.
-        _, features = run_batches(result.model, patches.images[modality][train])
-        mean, std = features.mean(axis=0), features.std(axis=0)
-        std[std < 1e-8] = 1.0
+        scaling = _feature_scaling(result.model, patches.images[modality][train])
         entry: dict[str, Any] = {"training": result.summary()}
         if test.size:
-            probability, test_raw = run_batches(result.model, patches.images[modality][test])
-            entry["test_head"] = binary_metrics(patches.labels[test], probability)
-            train_features.append((features - mean) / std)
-            test_features.append((test_raw - mean) / std)
-            entry["test_features"] = _deep_features_auc(
-                train_features[-1], patches.labels[train], test_features[-1], patches.labels[test]
+            held_out, train_z, test_z = _test_results(
+                result.model, patches, modality, train, test, scaling
             )
-        folder = out / modality
-        save_network(
-            folder,
-            result.model,
-            config,
-            modality,
-            feature_mean=mean,
-            feature_std=std,
-            summary={**entry, "history": result.history},
-            half=half,
-        )
-        _write_history(folder / "history.csv", result.history)
-        plot_history(result.history, folder / "curve.png", f"{modality.upper()} network")
+            entry.update(held_out)
+            train_features.append(train_z)
+            test_features.append(test_z)
+        _save_modality(out / modality, result, config, modality, entry, scaling, half)
         summary["modalities"][modality] = entry
     if len(test_features) > 1:
         summary["pre_fusion_test_features"] = _deep_features_auc(

@@ -1,30 +1,11 @@
-"""Fitting the study's models (§2.6, §3.3–3.6, Tables 2–4): one ``Pipeline`` per feature group ×
-classifier, fitted on the training patients, with its threshold from the training data only.
-Feature groups by column prefix are in :mod:`~BoneOligoMetLib.models.groups`, the table in
-:mod:`.table`, evaluation in :mod:`.evaluation`, and the
-grid over held-out patients (a 7:3 patient split, patient-grouped k-fold CV, or an external
-cohort) in :mod:`~BoneOligoMetLib.models.study_grid`.
-
-A model is ``Pipeline([encode, select, classify])``:
-
-- ``encode`` (:class:`TableEncoder`): numeric columns as floats, text ``clin_*`` columns one-hot
-  (categories learned from the training rows; an unseen or missing category is all zeros). No
-  imputation: a NaN, infinite or missing numeric value is an error naming the column and the
-  lesion (:meth:`FeatureTable.check_finite`), never a silent fill.
-- ``select``: :func:`.selection.study_selector`, the radiomics stage (z-score →
-  Mann–Whitney → Pearson → 5-fold linear LASSO) for groups without deep features, the DLR stage
-  (z-score → Spearman → 10-fold logistic LASSO) for groups with ``dl_*`` columns. The LASSO's
-  folds are capped at the smaller class's training count (reported as a note).
-- ``classify``: :func:`~BoneOligoMetLib.models.classifiers.make_classifier`.
-
-Threshold: Youden's J on OUT-OF-FOLD predictions of the training lesions (patient-grouped
-k-fold inside the training set, 5 folds by default, the whole pipeline refitted per fold), not
-on the resubstitution predictions: a random forest scores its own training lesions near 0 and 1,
-so a resubstitution threshold says nothing about new lesions. The test set never touches it.
-
-Selection does not depend on the classifier, so the encode and select steps fitted on one set of
-training rows are shared by every classifier of a group (``cache``); the result is the same as
-fitting each pipeline from scratch.
+"""Fitting the study's models (§2.6, §3.3–3.6, Tables 2–4): one ``Pipeline([encode, select,
+classify])`` per feature group × classifier, fitted on the training patients only, with its
+Youden threshold chosen on out-of-fold predictions of those patients (a resubstitution
+threshold says nothing about new lesions: a random forest scores its own training lesions near
+0 and 1), and the reader's SUVmax > liver baseline. Encoding is :class:`TableEncoder` (no
+imputation: a non-finite value is an error), selection :func:`.selection.study_selector`
+(radiomics or DLR stage), the classifier :func:`.classifiers.make_classifier`; the grid over
+held-out patients is :mod:`.study_grid`.
 """
 
 from __future__ import annotations
@@ -257,6 +238,52 @@ def _out_of_fold(
     return oof
 
 
+def _training_threshold(
+    table: FeatureTable,
+    columns: Sequence[str],
+    group: str,
+    name: str,
+    train: np.ndarray,
+    train_probability: np.ndarray,
+    config: ModelConfig,
+    seed: int,
+    cache: Optional[dict],
+) -> tuple[float, str, Optional[np.ndarray]]:
+    """(threshold, how it was chosen, out-of-fold probabilities or None): Youden's J on
+    out-of-fold predictions of the training lesions, else on resubstitution."""
+    y = table.y[train]
+    oof: Optional[np.ndarray] = None
+    k = min(
+        config.threshold_folds,
+        len(np.unique(table.patients[train])),
+        int(np.bincount(y, minlength=2).min()),
+    )
+    if k >= 2:
+        oof = _out_of_fold(table, columns, group, name, train, k, config, seed, cache)
+    if oof is not None and np.isfinite(oof).all() and len(np.unique(y)) == 2:
+        threshold = youden_threshold(y, oof)
+        method = f"Youden on out-of-fold training predictions ({k}-fold, patient-grouped)"
+        return threshold, method, oof
+    threshold = youden_threshold(y, train_probability)
+    method = "Youden on resubstitution training predictions (too few patients for CV)"
+    return threshold, method, None
+
+
+def _selection_summary(
+    prepared: _Prepared, columns: Sequence[str]
+) -> tuple[list[tuple[str, float]], float, dict[str, int]]:
+    """(selected features with their LASSO coefficients, the LASSO's λ, features left after
+    each selection step)."""
+    encoded_names = list(prepared.encoder.get_feature_names_out())
+    selected = lasso_coefficients(prepared.selector, encoded_names)
+    steps = prepared.selector.named_steps
+    counts = {"input": len(columns), "encoded": len(encoded_names)}
+    for step in ("mannwhitney", "correlation", "lasso"):
+        if step in steps:
+            counts[step] = int(steps[step].support_.sum())
+    return selected, float(steps["lasso"].alpha_), counts
+
+
 def fit_model(
     table: FeatureTable,
     columns: Optional[Sequence[str]],
@@ -296,32 +323,13 @@ def fit_model(
         [("encode", prepared.encoder), ("select", prepared.selector), ("classify", model)]
     )
     train_probability = _positive(model, prepared.selected_train)
-    notes = list(prepared.notes)
-
-    oof: Optional[np.ndarray] = None
-    k = min(
-        config.threshold_folds,
-        len(np.unique(table.patients[train])),
-        int(np.bincount(y, minlength=2).min()),
+    threshold, method, oof = _training_threshold(
+        table, columns, group, name, train, train_probability, config, seed, cache
     )
-    if k >= 2:
-        oof = _out_of_fold(table, columns, group, name, train, k, config, seed, cache)
-    if oof is not None and np.isfinite(oof).all() and len(np.unique(y)) == 2:
-        threshold = youden_threshold(y, oof)
-        method = f"Youden on out-of-fold training predictions ({k}-fold, patient-grouped)"
-    else:
-        oof = None
-        threshold = youden_threshold(y, train_probability)
-        method = "Youden on resubstitution training predictions (too few patients for CV)"
+    notes = list(prepared.notes)
+    if oof is None:
         notes.append(f"{group_name(group)} / {display_name(name)}: {method}")
-
-    encoded_names = list(prepared.encoder.get_feature_names_out())
-    selected = lasso_coefficients(prepared.selector, encoded_names)
-    steps = prepared.selector.named_steps
-    counts = {"input": len(columns), "encoded": len(encoded_names)}
-    for step in ("mannwhitney", "correlation", "lasso"):
-        if step in steps:
-            counts[step] = int(steps[step].support_.sum())
+    selected, lasso_lambda, counts = _selection_summary(prepared, columns)
     training = {"auc": roc_auc(y, train_probability)}
     if oof is not None:
         training["auc_oof"] = roc_auc(y, oof)
@@ -334,7 +342,7 @@ def fit_model(
         threshold=float(threshold),
         threshold_method=method,
         selected=selected,
-        lasso_lambda=float(steps["lasso"].alpha_),
+        lasso_lambda=lasso_lambda,
         selection_counts=counts,
         train_index=train,
         train_probability=train_probability,

@@ -41,7 +41,9 @@ MIN_PATIENTS = 10
 @dataclass
 class ModelRun:
     """One group × classifier: its fitted model(s) and predictions per set. ``predictions``
-    maps a set name to (row index into its table, probability, per-lesion threshold, fold)."""
+    maps a set name ("train": resubstitution, "train_oof": out-of-fold on the training
+    patients, "test" / "cv" / "external": held out) to (row index into its table, probability,
+    per-lesion threshold, fold)."""
 
     group: str
     classifier: str
@@ -200,6 +202,119 @@ def _check_table(table: FeatureTable, columns: Sequence[str], cv: int) -> None:
     table.check_finite(columns)
 
 
+def _check_external(external: FeatureTable, columns: Sequence[str]) -> None:
+    external.matrix(columns, [0])  # names the missing columns
+    if len(np.unique(external.y)) < 2:
+        raise ModelingError(f"{external.source}: the external set holds one class only")
+    external.check_numeric(columns)
+    external.check_finite(columns)
+
+
+def _check_inputs(
+    table: FeatureTable, groups: Sequence[str], cv: int, external: Optional[FeatureTable]
+) -> bool:
+    """Check that the table (and the external set) can feed every group; whether the SUVmax
+    baseline's columns are there too."""
+    columns = sorted({c for g in groups for c in table.group_columns(g)}, key=table.columns.index)
+    baseline_ok = all(c in table.columns for c in (SUV_MAX_COLUMN, LIVER_COLUMN))
+    needed = columns + ([SUV_MAX_COLUMN, LIVER_COLUMN] if baseline_ok else [])
+    _check_table(table, needed, cv)
+    if external is not None:
+        _check_external(external, needed)
+    return baseline_ok
+
+
+def _reference_group(groups: Sequence[str]) -> tuple[Optional[str], Optional[str]]:
+    """The group every model is DeLong-compared with (DLR+Complex, else Complex), and a note
+    when it is not DLR+Complex."""
+    reference = next((g for g in REFERENCE_ORDER if g in groups), None)
+    if reference is None:
+        return None, "no Complex or DLR+Complex model in the grid: no DeLong comparisons"
+    if reference != "dlr_complex":
+        note = f"no deep features: models are DeLong-compared with {group_name(reference)}"
+        return reference, note
+    return reference, None
+
+
+def _held_out(
+    table: FeatureTable,
+    test_fraction: float,
+    seed: int,
+    cv: int,
+    external: Optional[FeatureTable],
+) -> tuple[str, str, list[tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """(mode, held-out set name, (training rows, held-out rows) per fit, the split's sets)."""
+    all_rows = np.arange(len(table))
+    if external is not None:
+        return "external", "external", [(all_rows, np.arange(len(external)))], {"train": all_rows}
+    if cv:
+        return "cv", "cv", patient_folds(table.y, table.patients, cv, seed), {}
+    train, test = patient_split(table.y, table.patients, test_fraction, seed)
+    return "split", "test", [(train, test)], {"train": train, "test": test}
+
+
+def _fit_run(
+    result: GridResult,
+    group: str,
+    name: str,
+    fits: Sequence[tuple[np.ndarray, np.ndarray]],
+    cache: dict,
+) -> ModelRun:
+    """Fit one group × classifier on each fit's training rows and pool its held-out
+    predictions (in row order); outside CV, also its training predictions. Raises
+    :class:`SelectionError` when selection leaves no feature."""
+    table = result.table
+    test_table = result.external if result.external is not None else table
+    fitted_models: list[FittedModel] = []
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for k, (train, test) in enumerate(fits):
+        if group == BASELINE:
+            fitted = fit_baseline(table, train)
+        else:
+            fitted = fit_model(
+                table, None, group, name, train, config=result.config, seed=result.seed, cache=cache
+            )
+        probability = fitted.predict_proba(test_table, test)
+        fold = np.full(test.size, k if result.mode == "cv" else -1)
+        pieces.append((test, probability, np.full(test.size, fitted.threshold), fold))
+        fitted_models.append(fitted)
+    index, probability, thresholds, folds = (np.concatenate(x) for x in zip(*pieces))
+    order = np.argsort(index, kind="stable")
+    run = ModelRun(group, name, fitted_models, {})
+    run.predictions[result.primary] = (
+        index[order],
+        probability[order],
+        thresholds[order],
+        folds[order],
+    )
+    if result.mode != "cv":
+        fitted = fitted_models[0]
+        train = fitted.train_index
+        none = np.full(train.size, -1)
+        threshold = np.full(train.size, fitted.threshold)
+        run.predictions["train"] = (train, fitted.train_probability, threshold, none)
+        if fitted.oof_probability is not None:
+            run.predictions["train_oof"] = (train, fitted.oof_probability, threshold, none)
+    return run
+
+
+def _evaluate_run(result: GridResult, run: ModelRun) -> None:
+    """Evaluate each set of the run's predictions at its training thresholds."""
+    for set_name, (index, probability, thresholds, _) in run.predictions.items():
+        source = result.set_table(set_name)
+        run.evaluations[set_name] = evaluate(
+            source.y[index],
+            probability,
+            thresholds,
+            model=run.group,
+            classifier=run.classifier,
+            set_name=set_name,
+            patients=source.patients[index],
+            config=result.config,
+            seed=result.seed,
+        )
+
+
 def run_grid(
     table: FeatureTable,
     models: Optional[Sequence[str]] = None,
@@ -228,42 +343,16 @@ def run_grid(
         raise ModelingError("choose k-fold CV or an external test set, not both")
     if cv == 1 or cv < 0:
         raise ModelingError(f"--cv needs at least 2 folds, found {cv}")
-    groups, notes = resolve_groups(table, models)
+    groups, group_notes = resolve_groups(table, models)
     names = resolve_classifiers(classifiers, config)
-    notes = list(table.notes) + notes
-    columns = sorted({c for g in groups for c in table.group_columns(g)}, key=table.columns.index)
-    baseline_ok = all(c in table.columns for c in (SUV_MAX_COLUMN, LIVER_COLUMN))
-    _check_table(table, columns + ([SUV_MAX_COLUMN, LIVER_COLUMN] if baseline_ok else []), cv)
+    notes = list(table.notes) + group_notes
+    baseline_ok = _check_inputs(table, groups, cv, external)
     if not baseline_ok:
         notes.append("SUVmax baseline: skipped, no met_suv_max / met_liver_suv_mean columns")
-    if external is not None:
-        needed = columns + ([SUV_MAX_COLUMN, LIVER_COLUMN] if baseline_ok else [])
-        external.matrix(needed, [0])  # names the missing columns
-        if len(np.unique(external.y)) < 2:
-            raise ModelingError(f"{external.source}: the external set holds one class only")
-        external.check_numeric(needed)
-        external.check_finite(needed)
-    reference = next((g for g in REFERENCE_ORDER if g in groups), None)
-    if reference is None:
-        notes.append("no Complex or DLR+Complex model in the grid: no DeLong comparisons")
-    elif reference != "dlr_complex":
-        notes.append(f"no deep features: models are DeLong-compared with {group_name(reference)}")
-
-    all_rows = np.arange(len(table))
-    split: dict[str, np.ndarray] = {}
-    if external is not None:
-        mode, primary = "external", "external"
-        fits = [(all_rows, np.arange(len(external)))]
-        split = {"train": all_rows}
-    elif cv:
-        mode, primary = "cv", "cv"
-        fits = patient_folds(table.y, table.patients, cv, seed)
-    else:
-        mode, primary = "split", "test"
-        train, test = patient_split(table.y, table.patients, test_fraction, seed)
-        fits = [(train, test)]
-        split = {"train": train, "test": test}
-
+    reference, note = _reference_group(groups)
+    if note:
+        notes.append(note)
+    mode, primary, fits, split = _held_out(table, test_fraction, seed, cv, external)
     result = GridResult(
         mode=mode,
         primary=primary,
@@ -282,7 +371,6 @@ def run_grid(
         notes=notes,
         failed=[],
     )
-    test_table = external if external is not None else table
     cache: dict = {}
     jobs = [(g, c) for g in groups for c in names]
     if baseline_ok:
@@ -292,56 +380,15 @@ def run_grid(
             cache.clear()  # encode/select steps are shared within a group only
         if progress:
             progress(number / len(jobs), f"{group_name(group)} / {classifier_name(name)}")
-        fitted_models: list[FittedModel] = []
-        pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         try:
-            for k, (train, test) in enumerate(fits):
-                if group == BASELINE:
-                    fitted = fit_baseline(table, train)
-                else:
-                    fitted = fit_model(
-                        table, None, group, name, train, config=config, seed=seed, cache=cache
-                    )
-                probability = fitted.predict_proba(test_table, test)
-                fold = np.full(test.size, k if mode == "cv" else -1)
-                pieces.append((test, probability, np.full(test.size, fitted.threshold), fold))
-                fitted_models.append(fitted)
+            run = _fit_run(result, group, name, fits, cache)
         except SelectionError as error:
             message = str(error)
             result.failed.append((group, name, message))
             log.warning("%s / %s not fitted: %s", group_name(group), name, message)
             continue
-        index, probability, thresholds, folds = (np.concatenate(x) for x in zip(*pieces))
-        order = np.argsort(index, kind="stable")
-        run = ModelRun(group, name, fitted_models, {})
-        run.predictions[primary] = (
-            index[order],
-            probability[order],
-            thresholds[order],
-            folds[order],
-        )
-        if mode != "cv":
-            fitted = fitted_models[0]
-            train = fitted.train_index
-            none = np.full(train.size, -1)
-            threshold = np.full(train.size, fitted.threshold)
-            run.predictions["train"] = (train, fitted.train_probability, threshold, none)
-            if fitted.oof_probability is not None:
-                run.predictions["train_oof"] = (train, fitted.oof_probability, threshold, none)
-        for set_name, (index, probability, thresholds, _) in run.predictions.items():
-            source = result.set_table(set_name)
-            run.evaluations[set_name] = evaluate(
-                source.y[index],
-                probability,
-                thresholds,
-                model=group,
-                classifier=name,
-                set_name=set_name,
-                patients=source.patients[index],
-                config=config,
-                seed=seed,
-            )
-        for fitted in fitted_models:
+        _evaluate_run(result, run)
+        for fitted in run.fitted:
             for note in fitted.notes:
                 if note not in result.notes:
                     result.notes.append(note)

@@ -9,7 +9,8 @@ from typing import Any, Optional, Union
 
 from BoneOligoMetLib.io.tables import write_csv
 from BoneOligoMetLib.models.study_grid import GridResult
-from BoneOligoMetLib.report.html import characteristics, render_html
+from BoneOligoMetLib.report.html import render_html
+from BoneOligoMetLib.report.tables import characteristics
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,9 @@ def save_network(
         if half and tensor.is_floating_point():
             tensor = tensor.half()
         state[name] = tensor
-    save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT, "modality": modality})
+    # No safetensors metadata: its header keeps metadata in a hash map whose order changes from
+    # process to process, so the same weights would hash differently (network.json holds it).
+    save_file(state, str(folder / WEIGHTS))
     mean = [float(v) for v in feature_mean]
     std = [float(v) for v in feature_std]
     description = {

@@ -1,31 +1,9 @@
-"""BasicNet and the comparison backbones (paper §2.4, Table 4).
+"""BasicNet, the study's 3D residual encoder–decoder with deep supervision (§2.4), and MONAI's 3D
+ResNets as comparison backbones (Table 4), each giving a lesion's deep-feature vector.
 
-BasicNet, as the study describes it: a lightweight 3D residual encoder–decoder with deep
-supervision, about 4.2 M parameters, one network per modality; the deep features are the output
-of the encoder's penultimate max-pooling layer, pooled to a vector.
-
-Ours, built from MONAI's residual blocks (``UnetResBlock``: two 3×3×3 convolutions with a
-shortcut):
-
-- encoder: a residual block per level, channels ``(16, 32, 64, 112, 224)`` by default, with a
-  2×2×2 max pooling between levels (4 poolings: the patch side must be divisible by 16);
-- decoder: trilinear upsampling, a 1×1×1 channel reduction, concatenation with the encoder's
-  skip and a residual block per level; a 1×1×1 lesion-mask head at every decoder level (deep
-  supervision: the auxiliary outputs learn the lesion mask at 1/8, 1/4, 1/2 and full size);
-- classification: global average pooling of the bottleneck, dropout, a linear layer to 2 logits
-  (benign, malignant);
-- deep features: the penultimate max pooling's output (64 channels at 1/8 of the patch side by
-  default), globally average-pooled to a 64-vector.
-
-The default configuration has 4.34 M parameters (``count_parameters``; the study: 4.2 M).
-Batch normalisation, not instance normalisation: a PET patch's absolute SUV level is information
-the net must keep.
-
-Comparison backbone: MONAI's 3D ResNet family (``resnet10`` … ``resnet101``; the study compared
-ResNet-101 with 23.5 M parameters); its deep features are the global-pooled last stage. DCU-Net
-and S-Net, the study's other comparisons, are not built: neither has a published 3D
-classification architecture precise enough to reproduce (the study gives no reference
-implementation or layer table), and guessing one would compare against a model of our own.
+DCU-Net and S-Net, the study's other comparisons, are not built: neither has a published 3D
+classification architecture precise enough to reproduce (no reference implementation or layer
+table), and guessing one would compare against a model of our own.
 """
 
 from __future__ import annotations
@@ -50,6 +28,21 @@ def _block(in_channels: int, out_channels: int, norm: str) -> nn.Module:
 
 class BasicNet(nn.Module):
     """3D residual encoder–decoder with deep supervision and a classification head.
+
+    The study's BasicNet: lightweight, about 4.2 M parameters, one network per modality; the deep
+    features are the encoder's penultimate max pooling, pooled to a vector. Ours is built from
+    MONAI's residual blocks (``UnetResBlock``: two 3×3×3 convolutions with a shortcut):
+
+    - encoder: a residual block per level, channels ``(16, 32, 64, 112, 224)`` by default, with
+      a 2×2×2 max pooling between levels (4 poolings: the patch side must be divisible by 16);
+    - decoder: trilinear upsampling, a 1×1×1 channel reduction, concatenation with the encoder's
+      skip and a residual block per level; a 1×1×1 lesion-mask head at every level (deep
+      supervision at 1/8, 1/4, 1/2 and full size);
+    - classification: global average pooling of the bottleneck, dropout, a linear layer to 2
+      logits (benign, malignant).
+
+    The default has 4.34 M parameters (``count_parameters``). Batch, not instance,
+    normalisation: a PET patch's absolute SUV level is information the net must keep.
 
     ``forward(x)`` takes a (batch, in_channels, D, H, W) patch and returns a dict: ``logits``
     (batch, 2), ``segmentation`` (list of lesion-mask logit maps, full size first, then 1/2, 1/4,

@@ -1,19 +1,4 @@
-"""Radiomics of one image around one lesion with pyradiomics: parameter files, crops, names.
-
-Parameter files are pyradiomics YAML (``setting``, ``imageType``, ``featureClass``) plus an
-optional ``boneOligoMet`` section of our own:
-
-- ``image``: ``ct``, ``pet`` or ``petct``: the image the file is meant for (checked when used);
-- ``intensityRange: [low, high]``: the protocol's "absolute rescale" (HU, SUV): intensities are
-  clamped to it after resampling, so fixed-width bins count from a fixed floor;
-- ``fusion: {alpha, ctRangeHU, suvRange}``: the fused image's definition (``petct`` only; see
-  :mod:`BoneOligoMetLib.image.fusion`).
-
-The packaged files (``BoneOligoMetLib/data/params``) follow the study (§2.5): ``ct``, ``pet``,
-``petct``, ``ct_binwidth32`` and ``ibsi1_phantom``. Every file, and every override merged into
-it, is validated with pyradiomics' own schema (pykwalify) and ours before use: nothing reaches
-pyradiomics as an unvalidated keyword (pyradiomics' ``**kwargs`` skip its schema; we never use
-them).
+"""Radiomics of one image around one lesion with pyradiomics: crop, then resample, then compute.
 
 Crop, then resample: each image is cut to the lesion's box plus a margin, and the 1 mm grid is
 computed as pyradiomics' ``resampleImage`` does on the whole image (aligned to the whole mask's

@@ -1,5 +1,20 @@
-"""pyradiomics parameter files: the packaged ones (ct, pet, petct, ...) or your YAML, with
-overrides, validated by pyradiomics' own schema and ours (the fused image, the crop pad)."""
+"""pyradiomics parameter files: the packaged ones or your YAML, with overrides, validated.
+
+Parameter files are pyradiomics YAML (``setting``, ``imageType``, ``featureClass``) plus an
+optional ``boneOligoMet`` section of our own:
+
+- ``image``: ``ct``, ``pet`` or ``petct``: the image the file is meant for (checked when used);
+- ``intensityRange: [low, high]``: the protocol's "absolute rescale" (HU, SUV): intensities are
+  clamped to it after resampling, so fixed-width bins count from a fixed floor;
+- ``fusion: {alpha, ctRangeHU, suvRange}``: the fused image's definition (``petct`` only; see
+  :mod:`BoneOligoMetLib.image.fusion`).
+
+The packaged files (``BoneOligoMetLib/data/params``) follow the study (§2.5): ``ct``, ``pet``,
+``petct``, ``ct_binwidth32`` and ``ibsi1_phantom``. Every file, and every override merged into
+it, is validated with pyradiomics' own schema (pykwalify) and ours before use: nothing reaches
+pyradiomics as an unvalidated keyword (pyradiomics' ``**kwargs`` skip its schema; we never use
+them).
+"""
 
 from __future__ import annotations
 

@@ -1,30 +1,6 @@
-"""RTSTRUCT contours (DICOM RT Structure Set) rasterised onto a reference image grid.
-
-The rule (stated once here, and in the README):
-
-- Only ``CLOSED_PLANAR`` contours are filled; ``POINT`` and ``OPEN_PLANAR`` contours mark no
-  volume and are skipped (counted in :attr:`RoiContours.skipped`).
-- All contours of a ROI lie in parallel planes. A contour's plane is the mean of its points
-  along the ROI's normal; contours within :data:`SAME_PLANE_MM` of each other share a plane.
-- A reference voxel belongs to the ROI when (1) the nearest contour plane to its centre lies
-  within half a plane step (the median distance between the ROI's planes; for a ROI on one
-  plane, half the voxel's own extent along the normal) and (2) its centre, projected onto
-  that plane, is inside the plane's contours by the **even-odd rule**: every contour on the
-  plane toggles inside/outside, so a contour inside another is a hole, an island inside the
-  hole is in again, and two overlapping contours cancel where they overlap. This is how
-  treatment-planning systems store holes (no flag says which contour is a hole) and what MIRP
-  does for the IBSI reference masks.
-- A centre exactly on a contour edge counts as inside on the edges facing the lower index
-  (column, row) and outside on the others (the PNPOLY crossing test), so two contours that
-  share an edge never both claim a voxel.
-
-When the reference slices are the planes the contours were drawn on (the usual case: a mask
-on the image the RTSTRUCT references), (1) picks exactly that slice and (2) is a scan-line fill
-in the slice's own pixel grid. The reference may also be oblique to the contours, or sampled
-at another slice step: (1) then takes the nearest contour plane, like nearest-neighbour
-interpolation between planes, and (2) tests each voxel centre projected onto it.
-
-Coordinates are DICOM patient coordinates (LPS mm), as ITK's.
+"""RTSTRUCT contours (DICOM RT Structure Set): read per ROI, and rasterised onto a reference
+image grid by the even-odd rule treatment-planning systems store holes with (see
+:func:`rasterise_roi`). Coordinates are DICOM patient coordinates (LPS mm), as ITK's.
 """
 
 from __future__ import annotations
@@ -231,7 +207,30 @@ def _fill_rows(polygons_ij: Sequence[np.ndarray], shape_ji: tuple[int, int]) -> 
 
 
 def rasterise_roi(roi: RoiContours, reference: sitk.Image) -> np.ndarray:
-    """The ROI as a boolean (k, j, i) array on ``reference``'s grid (the module's rule)."""
+    """The ROI as a boolean (k, j, i) array on ``reference``'s grid, by this rule:
+
+    - Only ``CLOSED_PLANAR`` contours are filled; ``POINT`` and ``OPEN_PLANAR`` contours mark no
+      volume and are skipped (counted in :attr:`RoiContours.skipped`).
+    - All contours of a ROI lie in parallel planes. A contour's plane is the mean of its points
+      along the ROI's normal; contours within :data:`SAME_PLANE_MM` of each other share a plane.
+    - A reference voxel belongs to the ROI when (1) the nearest contour plane to its centre lies
+      within half a plane step (the median distance between the ROI's planes; for a ROI on one
+      plane, half the voxel's own extent along the normal) and (2) its centre, projected onto
+      that plane, is inside the plane's contours by the **even-odd rule**: every contour on the
+      plane toggles inside/outside, so a contour inside another is a hole, an island inside the
+      hole is in again, and two overlapping contours cancel where they overlap. This is how
+      treatment-planning systems store holes (no flag says which contour is a hole) and what MIRP
+      does for the IBSI reference masks.
+    - A centre exactly on a contour edge counts as inside on the edges facing the lower index
+      (column, row) and outside on the others (the PNPOLY crossing test), so two contours that
+      share an edge never both claim a voxel.
+
+    When the reference slices are the planes the contours were drawn on (the usual case: a mask
+    on the image the RTSTRUCT references), (1) picks exactly that slice and (2) is a scan-line fill
+    in the slice's own pixel grid. The reference may also be oblique to the contours, or sampled
+    at another slice step: (1) then takes the nearest contour plane, like nearest-neighbour
+    interpolation between planes, and (2) tests each voxel centre projected onto it.
+    """
     if not roi.contours:
         raise MaskError(
             f"ROI {roi.name!r}: no closed planar contour to fill"

@@ -1,30 +1,9 @@
 """The study's classifiers by name (§2.6, Tables 2–4), and the reader's SUVmax-vs-liver baseline.
 
-``make_classifier(name)`` returns an unfitted scikit-learn classifier with ``predict_proba``.
-Defaults are chosen for small cohorts (a few hundred lesions, tens of selected features): enough
-trees, shallow boosting with shrinkage and subsampling, a pruned decision tree; one thread each
-(``n_jobs=1``) so a grid of models can be run in parallel by the caller. Scale-sensitive methods
-(SVM, KNN, LR) come as a ``Pipeline`` with their own ``StandardScaler`` — a no-op on features that
-are already z-scored, the right thing on raw ones. ``**params`` override the defaults of the
-classifier itself (not of the scaler). XGBoost and LightGBM are imported only when asked for.
-
-| name     | display    | estimator and defaults                                            |
-|----------|------------|-------------------------------------------------------------------|
-| rf       | RF         | RandomForest, 500 trees, sqrt features: the study's final model   |
-| svm      | SVM        | RBF SVC (C=1, gamma="scale") + Platt scaling (see below)          |
-| et       | ExtraTrees | ExtraTrees, 500 trees, sqrt features                              |
-| knn      | KNN        | 9 nearest neighbours, uniform weights                             |
-| lr       | LR         | L2 logistic regression, C=1                                       |
-| dt       | DT         | decision tree, depth ≤ 4, ≥ 5 lesions per leaf                    |
-| xgboost  | XGBoost    | 300 trees, depth 3, learning rate 0.05, row/column subsample 0.8  |
-| lightgbm | LightGBM   | 300 trees, 15 leaves, rate 0.05, ≥ 10 per leaf, subsample 0.8     |
-| svm+knn  | SVM+KNN    | soft vote of svm and knn (Table 3, deep Complex)                  |
-
-SVM probabilities: ``CalibratedClassifierCV(SVC, method="sigmoid", ensemble=False)`` over 5
-stratified folds — the SVC fitted on all rows, Platt's sigmoid fitted on out-of-fold decision
-values; what ``SVC(probability=True)`` did (deprecated in scikit-learn 1.9).
-
-The study's Mamba classifier (Table 4) is not reproduced: asking for it is an error that says so.
+Defaults suit small cohorts (a few hundred lesions, tens of selected features), one thread each so
+that a grid of models runs in parallel; scale-sensitive methods (SVM, KNN, LR) carry their own
+``StandardScaler``. The study's Mamba classifier (Table 4) is not reproduced: asking for it is an
+error that says so.
 """
 
 from __future__ import annotations
@@ -102,7 +81,25 @@ def _scaled(estimator: Any, step: str) -> Any:
 
 
 def make_classifier(name: str, random_state: Optional[int] = 0, **params: Any) -> Any:
-    """An unfitted classifier by registry or display name, with the defaults in the table above.
+    """An unfitted classifier by registry or display name, with these defaults:
+
+    | name     | display    | estimator and defaults                                            |
+    |----------|------------|-------------------------------------------------------------------|
+    | rf       | RF         | RandomForest, 500 trees, sqrt features: the study's final model   |
+    | svm      | SVM        | RBF SVC (C=1, gamma="scale") + Platt scaling (see below)          |
+    | et       | ExtraTrees | ExtraTrees, 500 trees, sqrt features                              |
+    | knn      | KNN        | 9 nearest neighbours, uniform weights                             |
+    | lr       | LR         | L2 logistic regression, C=1                                       |
+    | dt       | DT         | decision tree, depth ≤ 4, ≥ 5 lesions per leaf                    |
+    | xgboost  | XGBoost    | 300 trees, depth 3, learning rate 0.05, row/column subsample 0.8  |
+    | lightgbm | LightGBM   | 300 trees, 15 leaves, rate 0.05, ≥ 10 per leaf, subsample 0.8     |
+    | svm+knn  | SVM+KNN    | soft vote of svm and knn (Table 3, deep Complex)                  |
+
+    SVM probabilities: ``CalibratedClassifierCV(SVC, method="sigmoid", ensemble=False)`` over 5
+    stratified folds — the SVC fitted on all rows, Platt's sigmoid fitted on out-of-fold decision
+    values; what ``SVC(probability=True)`` did (deprecated in scikit-learn 1.9).
+
+    XGBoost and LightGBM are imported only when asked for.
 
     ``params`` override those defaults (e.g. ``make_classifier("rf", n_estimators=100)``); for
     "svm" they go to the ``SVC``, for "svm+knn" use the single classifiers instead.

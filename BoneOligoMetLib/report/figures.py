@@ -102,7 +102,7 @@ def _auc_grid_figure(result: GridResult) -> Any:
                 grid[i, j] = run.evaluations[result.primary].auc.auc
     fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2.5, 0.45 * len(groups) + 1.5))
     image = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(names)), [_classifier_label(c) for c in names], rotation=30)
+    ax.set_xticks(range(len(names)), [classifier_name(c) for c in names], rotation=30)
     ax.set_yticks(range(len(groups)), [group_name(g) for g in groups])
     for i in range(len(groups)):
         for j in range(len(names)):
@@ -110,10 +110,6 @@ def _auc_grid_figure(result: GridResult) -> Any:
             ax.text(j, i, text, ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(image, ax=ax, label=f"AUC ({SET_TITLES[result.primary]})")
     return fig
-
-
-def _classifier_label(key: str) -> str:
-    return classifier_name(key)
 
 
 def _pr_figure(result: GridResult, run: ModelRun) -> Any:
@@ -139,7 +135,7 @@ def _pr_figure(result: GridResult, run: ModelRun) -> Any:
     )
     ax.axhline(y.mean(), ls=":", color="grey", lw=0.8, label=f"prevalence {y.mean():.2f}")
     ax.set(xlabel="recall (sensitivity)", ylabel="precision", ylim=(0, 1.02), xlim=(0, 1.02))
-    ax.set_title(f"{group_name(run.group)} / {_classifier_label(run.classifier)}")
+    ax.set_title(f"{group_name(run.group)} / {classifier_name(run.classifier)}")
     ax.legend(fontsize=8, loc="lower left")
     return fig
 
@@ -157,7 +153,7 @@ def _confusion_figure(result: GridResult, run: ModelRun) -> Any:
     ax.set_xticks([0, 1], ["benign", "malignant"])
     ax.set_yticks([0, 1], ["benign", "malignant"])
     ax.set(xlabel="predicted", ylabel="true")
-    ax.set_title(f"{group_name(run.group)} / {_classifier_label(run.classifier)}", fontsize=9)
+    ax.set_title(f"{group_name(run.group)} / {classifier_name(run.classifier)}", fontsize=9)
     return fig
 
 

@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from BoneOligoMetLib.models.classifiers import classifier_key
-from BoneOligoMetLib.models.groups import BASELINE, group_name
+from BoneOligoMetLib.models.groups import BASELINE, classifier_name, group_name
 from BoneOligoMetLib.models.study_grid import GridResult, ModelRun
 from BoneOligoMetLib.report.figures import (
     SET_TITLES,
     _auc_grid_figure,
     _calibration_figure,
-    _classifier_label,
     _coefficients_figure,
     _confusion_figure,
     _distribution_figure,
@@ -94,7 +93,7 @@ def _introduction(result: GridResult, classifier: str, data_label: str) -> list[
         settings_table(result, classifier),
     ]
     notes = list(result.notes) + [
-        f"{group_name(g)} / {_classifier_label(c)} not fitted: {m}" for g, c, m in result.failed
+        f"{group_name(g)} / {classifier_name(c)} not fitted: {m}" for g, c, m in result.failed
     ]
     if notes:
         sections.append(
@@ -127,7 +126,7 @@ def _comparisons(
     return [
         f"<h2>The study's Tables 2–4 beside this run ({_esc(primary)})</h2>",
         "<p class=note>For each published row this run shows the same classifier when it was run, "
-        f"else {_esc(_classifier_label(classifier))}; metrics at the threshold chosen on the "
+        f"else {_esc(classifier_name(classifier))}; metrics at the threshold chosen on the "
         "training data; sensitivity, specificity and accuracy with Wilson 95% CIs; AUC with its "
         "DeLong 95% CI.</p>",
         study_tables(result, classifier, data_label, reported),
@@ -149,7 +148,7 @@ def _figures(result: GridResult, classifier: str) -> list[str]:
             _figure(
                 "fig-roc",
                 _roc_figure(result, classifier),
-                f"ROC curves per model, {_classifier_label(classifier)}: training lesions "
+                f"ROC curves per model, {classifier_name(classifier)}: training lesions "
                 "(out-of-fold predictions) and held-out lesions; dashed: SUVmax > liver.",
             )
         )
@@ -159,7 +158,7 @@ def _figures(result: GridResult, classifier: str) -> list[str]:
             )
         )
     if focus is not None:
-        title = f"{group_name(focus.group)} / {_classifier_label(focus.classifier)}"
+        title = f"{group_name(focus.group)} / {classifier_name(focus.classifier)}"
         sections += [
             _figure(
                 "fig-pr",
@@ -179,7 +178,7 @@ def _figures(result: GridResult, classifier: str) -> list[str]:
             _figure(
                 "fig-calibration",
                 _calibration_figure(result, classifier),
-                f"Calibration (reliability) curves, {_classifier_label(classifier)} ({primary}).",
+                f"Calibration (reliability) curves, {classifier_name(classifier)} ({primary}).",
             ),
         ]
         if focus.group != BASELINE and focus.fitted[0].selected:

@@ -18,7 +18,7 @@ from BoneOligoMetLib.models.characteristics import cohort_characteristics
 from BoneOligoMetLib.models.classifiers import classifier_key
 from BoneOligoMetLib.models.groups import BASELINE, GROUPS, group_name
 from BoneOligoMetLib.models.study_grid import GridResult, ModelRun
-from BoneOligoMetLib.report.figures import SET_TITLES, _classifier_label
+from BoneOligoMetLib.report.figures import SET_TITLES, classifier_name
 from BoneOligoMetLib.report.format import _ci, _esc, _num, _p, _table
 from BoneOligoMetLib.report.study import STUDY_TABLES
 
@@ -47,8 +47,8 @@ def settings_table(result: GridResult, classifier: str) -> str:
         ("feature table", result.table.source),
         ("evaluation", mode),
         ("models", ", ".join(group_name(g) for g in result.groups)),
-        ("classifiers", ", ".join(_classifier_label(c) for c in result.classifiers)),
-        ("figures show", _classifier_label(classifier)),
+        ("classifiers", ", ".join(classifier_name(c) for c in result.classifiers)),
+        ("figures show", classifier_name(classifier)),
         ("reference for DeLong", group_name(result.reference) if result.reference else "none"),
         ("threshold", "; ".join(thresholds) or "–"),
         ("AUC CI", "DeLong" + (" and percentile bootstrap" if config.bootstrap else "")),
@@ -212,7 +212,7 @@ def _study_row(
         ev = run.evaluations[result.primary]
         m = ev.metrics
         ours = [
-            _classifier_label(run.classifier),
+            classifier_name(run.classifier),
             _ci(ev.auc.auc, ev.auc.low, ev.auc.high),
             _ci(m.sensitivity.value, m.sensitivity.low, m.sensitivity.high),
             _ci(m.specificity.value, m.specificity.low, m.specificity.high),
@@ -263,7 +263,7 @@ def grid_table(result: GridResult) -> str:
         rows.append(
             [
                 group_name(run.group),
-                _classifier_label(run.classifier),
+                classifier_name(run.classifier),
                 _ci(ev.auc.auc, ev.auc.low, ev.auc.high),
                 _num(oof.auc.auc) if oof else "–",
                 "SUVmax/liver > 1" if run.group == BASELINE else _num(m.threshold),

@@ -46,6 +46,7 @@ FUSED_OPACITY = 0.6  # PET over CT, reached at SUV_OPAQUE; transparent below SUV
 SUV_CLEAR, SUV_OPAQUE = 0.5, 2.0
 ZOOM_MIN_HALF_MM = 30.0  # the zoomed window is at least 6 cm across
 OUTLINE, OTHER_OUTLINE = "cyan", "yellow"
+MTV_COLOUR, LIVER_COLOUR = "#3b7dff", "lime"  # their lines across the colour bar
 
 
 def lesion_slice_index(lesion_mask: sitk.Image, label: Optional[int] = None) -> int:
@@ -344,7 +345,11 @@ def _plane_row(
         _letters(axes, plane.letters)
 
 
-def _colour_bar(figure: Any, cell: Any, suv_range: tuple[float, float], liver: Optional[float]):
+def _colour_bar(
+    figure: Any, cell: Any, suv_range: tuple[float, float], liver: Optional[float]
+) -> list[tuple[str, str]]:
+    """The SUV colour bar with the MTV threshold and the liver reference drawn across it; their
+    (legend text, colour)."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colorbar import Colorbar
@@ -356,24 +361,18 @@ def _colour_bar(figure: Any, cell: Any, suv_range: tuple[float, float], liver: O
     bar = Colorbar(axes, mappable, orientation="vertical")
     bar.set_label("PET SUVbw (g/mL)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
-    marks = [(MTV_THRESHOLD_SUV, f"{MTV_THRESHOLD_SUV:g} (MTV)", "cyan")]
+    marks = [(MTV_THRESHOLD_SUV, f"SUV {MTV_THRESHOLD_SUV:g}: MTV threshold (§2.3)", MTV_COLOUR)]
     if liver is not None and np.isfinite(liver):
-        marks.append((float(liver), f"liver {liver:.2f}", "lime"))
+        marks.append((float(liver), f"SUV {liver:.2f}: liver reference", LIVER_COLOUR))
+    shown = []
     for value, text, colour in marks:
         if low < value < high:
-            axes.axhline(value, color=colour, linewidth=1.5)
-            axes.text(
-                -0.3,
-                value,
-                text,
-                transform=axes.get_yaxis_transform(),
-                ha="right",
-                va="center",
-                fontsize=6.5,
-            )
+            axes.axhline(value, color=colour, linewidth=2.0)
+            shown.append((text, colour))
+    return shown
 
 
-def _legend(figure: Any, label: int, others: bool, note: str) -> None:
+def _legend(figure: Any, label: int, others: bool, marks: Sequence[tuple[str, str]], note: str):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -385,15 +384,19 @@ def _legend(figure: Any, label: int, others: bool, note: str) -> None:
             )
         )
     handles.append(Patch(facecolor="none", edgecolor="black", label="zoomed area"))
+    handles += [Line2D([], [], color=colour, linewidth=2.0, label=text) for text, colour in marks]
+    height = figure.get_figheight()  # inches: the legend above the display note, both below
     figure.legend(
         handles=handles,
         loc="lower left",
-        bbox_to_anchor=(0.01, 0.0),
+        bbox_to_anchor=(0.005, 0.17 / height),
         ncol=len(handles),
         fontsize=7.5,
         frameon=False,
+        handlelength=1.6,
+        columnspacing=1.2,
     )
-    figure.text(0.99, 0.012, note, ha="right", va="bottom", fontsize=7, color="#333")
+    figure.text(0.01, 0.05 / height, note, ha="left", va="bottom", fontsize=7, color="#333")
 
 
 def lesion_panel_png(
@@ -405,43 +408,48 @@ def lesion_panel_png(
     liver_suv_mean: Optional[float] = None,
     window_hu: tuple[float, float] = BONE_WINDOW_HU,
     suv_range: tuple[float, float] = SUV_DISPLAY,
+    views: Sequence[str] = ("axial", "coronal"),
     dpi: int = 110,
 ) -> Path:
     """Save lesion ``label``'s panel (see the module docstring); ``title``: one or two lines
-    above it (what was found: probability, verdict, measures)."""
+    above it (what was found: probability, verdict, measures); ``views``: the rows, of
+    "axial" and "coronal"."""
     from matplotlib.gridspec import GridSpec
 
     axial, coronal, centre, extent_mm = planes.lesion_planes(label)
+    shown = [{"axial": axial, "coronal": coronal}[view] for view in views]
     half = max(ZOOM_MIN_HALF_MM, 1.6 * extent_mm + 8.0)
     x, y, z = centre
     zooms = {
         "axial": (x - half, x + half, -y - half, -y + half),
         "coronal": (x - half, x + half, z - half, z + half),
     }
-    figure = _figure(11.6, 6.9, dpi)
+    top_in, bottom_in, row_in = 0.9, 0.5, 2.75  # title, legend, one row of images (inches)
+    height = top_in + bottom_in + row_in * len(shown)
+    figure = _figure(11.6, height, dpi)
     grid = GridSpec(
-        2,
+        len(shown),
         5,
         figure=figure,
         width_ratios=[1.25, 1, 1, 1, 0.07],
         left=0.01,
         right=0.955,
-        top=0.87,
-        bottom=0.07,
+        top=1 - top_in / height,
+        bottom=bottom_in / height,
         wspace=0.06,
         hspace=0.2,
     )
-    for row, plane in enumerate((axial, coronal)):
+    for row, plane in enumerate(shown):
         cells = [grid[row, column] for column in range(4)]
         _plane_row(figure, cells, plane, label, zooms[plane.name], window_hu, suv_range)
-    _colour_bar(figure, grid[:, 4], suv_range, liver_suv_mean)
-    others = any(np.any((p.labels > 0) & (p.labels != label)) for p in (axial, coronal))
+    marks = _colour_bar(figure, grid[:, 4], suv_range, liver_suv_mean)
+    others = any(np.any((p.labels > 0) & (p.labels != label)) for p in shown)
     width, level = window_hu
     note = (
         f"CT window W {width:g} / L {level:g} HU; PET SUV {suv_range[0]:g}–{suv_range[1]:g}; "
         f"fused: PET transparent below SUV {SUV_CLEAR:g}; patient's right on the image left"
     )
-    _legend(figure, label, others, note)
+    _legend(figure, label, others, marks, note)
     figure.suptitle(title or f"lesion {label}", fontsize=10, y=0.985, va="top")
     return _save(figure, path)
 

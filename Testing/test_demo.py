@@ -96,3 +96,22 @@ def test_demo_writes_every_output_and_reads_suv_back(tmp_path, capsys):
     assert "synthetic data" in page
     assert '<table id="truth">' in page
     assert "not for clinical use" in page
+
+    # `classify` writes the same report for the same patient from its DICOM folders, with the
+    # SUV derivation read from the PET headers; lesion N keeps its number.
+    from BoneOligoMetLib.cli import main
+
+    liver = ",".join(str(v) for v in record["liver_seed_lps_mm"])
+    dicom = tmp_path / "patient" / "dicom"
+    out = tmp_path / "classify"
+    argv = ["classify", "--ct", str(dicom / "CT"), "--pet", str(dicom / "PET"), "--lesions",
+            str(tmp_path / "lesions.nii.gz"), f"--liver-seed={liver}", "--clinical", "age=61",
+            "--clinical", "subtype=HR+", "--out", str(out)]  # fmt: skip
+    status = main(argv)
+    assert status == 0
+    page = (out / "report.html").read_text()
+    assert '<table id="suv">' in page
+    assert "RadionuclideTotalDose" in page
+    table = re.search(r'<table id="lesions">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
+    assert re.findall(r"<tr><td>(\d+)</td>", table) == [str(n) for n in labels]
+    assert sorted(p.name for p in out.glob("lesion_*.png")) == [f"lesion_{n}.png" for n in labels]

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", type=parse_device, default="auto", help="auto (CUDA if present), cpu, cuda[:N]"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--no-png", action="store_true", help="no fused PET/CT snapshots")
+    parser.add_argument("--no-png", action="store_true", help="no lesion panels or PET overview")
 
 
 def _parse_clinical(pairs) -> dict:
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from BoneOligoMetLib.errors import BoneOligoMetError, BundleError
     from BoneOligoMetLib.image.labels import label_image
     from BoneOligoMetLib.io.images import read_image
-    from BoneOligoMetLib.io.suv import read_suv_image
+    from BoneOligoMetLib.io.suv import pet_dicom_to_suv, read_suv_image
     from BoneOligoMetLib.models.bundle import default_bundle_path, load_bundle
     from BoneOligoMetLib.report.patient import write_results
 
@@ -81,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
             raise BoneOligoMetError(f"--clinical: {error}") from None
         progress(0.02, "reading the images")
         ct = read_image(args.ct, modality="CT" if Path(args.ct).is_dir() else None)
-        suv = read_suv_image(args.pet)
+        suv_parameters = None  # a DICOM folder's SUV derivation goes into report.html
+        if Path(args.pet).is_dir():
+            suv, suv_parameters = pet_dicom_to_suv(args.pet)
+        else:
+            suv = read_suv_image(args.pet)
         lesions = label_image(read_image(args.lesions), args.lesions)
         result = classify_case(
             ct,
@@ -94,7 +98,18 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             name=name,
         )
-    write_results(result, ct, suv, lesions, args.out, png=not args.no_png)
+    write_results(
+        result,
+        ct,
+        suv,
+        lesions,
+        args.out,
+        png=not args.no_png,
+        patient=f"lesions {args.lesions}",
+        manifest=bundle.manifest,
+        suv_parameters=suv_parameters,
+        pet_source=str(args.pet),
+    )
     lines = [["lesion", "P(malignant)", "at threshold", "SUVmax", "MTV mL", "TLG", "rules"]]
     for row in result.rows:
         warned = [k[5:] for k, v in row.items() if k.startswith("rule_") and v == "warn"]
@@ -111,5 +126,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if result.warning:
         print(f"WARNING: {result.warning}")
-    print(f"results, overlay and snapshots: {args.out}")
+    print(f"results, overlay, panels and report.html: {args.out}")
     return 0

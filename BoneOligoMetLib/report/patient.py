@@ -1,18 +1,80 @@
-"""One patient's classification outputs: results.csv/.json, the probability overlay and a
-snapshot per lesion."""
+"""One patient's classification outputs in a folder: results.csv/.json, the probability overlay,
+a panel per lesion (``lesion_N.png``), the PET overview (``pet_mip.png``) and ``report.html``.
+
+Lesion N is label N of the lesion image in every file, table and picture title.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import SimpleITK as sitk
+
 from BoneOligoMetLib.io.images import write_image
 from BoneOligoMetLib.io.tables import write_csv
-from BoneOligoMetLib.report.snapshots import fused_slice_png
+from BoneOligoMetLib.report.patient_html import lesion_measures, render_patient_html, rule_flags
+from BoneOligoMetLib.report.snapshots import PatientPlanes, lesion_panel_png, mip_png
+
+if TYPE_CHECKING:  # type hints only
+    from BoneOligoMetLib.classify import CaseResult
+    from BoneOligoMetLib.io.suv import SuvParameters
 
 
-def write_results(result, ct, suv, lesions, out, png: bool = True) -> list:
-    """results.csv/.json, overlay.nii.gz and (``png``) one fused snapshot per lesion."""
-    import json
-    from pathlib import Path
+def panel_title(result: CaseResult, row: Mapping[str, Any], patient: str = "") -> str:
+    """Two lines above a lesion's panel: the model's answer, then the measures and rule flags."""
+    label = int(row["lesion_label"])
+    who = f"{patient} · " if patient else ""
+    if row["malignant"] is None:  # outside the model's domain: no probability
+        answer = f"{row['verdict']} ({row['domain']})"
+    else:
+        answer = (
+            f"P(malignant) = {row['probability']:.2f} → {row['verdict']} "
+            f"(threshold {result.threshold:.3f})"
+        )
+    if result.warning:
+        answer += f" — {result.warning}"
+    met = lesion_measures(result).get(label, {})
 
+    def value(key: str, text: str, digits: int = 2) -> str:
+        number = met.get(key)
+        return f"{text} {number:.{digits}f}" if isinstance(number, (int, float)) else f"{text} –"
+
+    measures = " · ".join(
+        (
+            value("met_suv_max", "SUVmax"),
+            value("met_suv_peak", "SUVpeak"),
+            value("met_mtv_ml", "MTV") + " mL",
+            value("met_tlg", "TLG"),
+            value("met_hu_mean", "CT mean", 0) + " HU",
+        )
+    )
+    return f"{who}lesion {label}: {answer}\n{measures} · ROI rules: {rule_flags(result, label)}"
+
+
+def write_results(
+    result: CaseResult,
+    ct: sitk.Image,
+    suv: sitk.Image,
+    lesions: sitk.Image,
+    out: Union[str, Path],
+    png: bool = True,
+    *,
+    patient: str = "",
+    manifest: Optional[Mapping[str, Any]] = None,
+    suv_parameters: Optional[SuvParameters] = None,
+    pet_source: str = "",
+    sections: Sequence[tuple[str, str]] = (),
+) -> list[Path]:
+    """Write the outputs (module docstring) into ``out``; the paths written.
+
+    ``png=False`` draws no pictures (the report then has tables only). ``patient`` names the case
+    in titles; ``manifest`` is the bundle's (the report's model card); ``suv_parameters`` how the
+    SUV was derived from DICOM (else ``pet_source`` names the SUV image given); ``sections``:
+    extra (title, HTML) sections for the report.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -30,18 +92,40 @@ def write_results(result, ct, suv, lesions, out, png: bool = True) -> list:
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_image(result.overlay, out / "overlay.nii.gz")
     written += [out / "results.json", out / "overlay.nii.gz"]
-    if png:
+    panels: dict[int, Path] = {}
+    overview = None
+    if png and result.rows:
+        planes = PatientPlanes(ct, suv, lesions)
+        liver = next((r.get("met_liver_suv_mean") for r in result.features), None)
         for row in result.rows:
-            label = row["lesion_label"]
-            if row["malignant"] is None:  # outside the model's domain: no probability
-                title = f"lesion {label}: {row['verdict']} ({row['domain']})"
-            else:
-                title = (
-                    f"lesion {label}: P(malignant) = {row['probability']:.2f} ({row['verdict']})"
-                )
-            if result.warning:
-                title += f" — {result.warning}"
-            path = out / f"lesion_{label}.png"
-            fused_slice_png(ct, suv, lesions, path, label=label, title=title)
-            written.append(path)
+            label = int(row["lesion_label"])
+            panels[label] = lesion_panel_png(
+                planes,
+                label,
+                out / f"lesion_{label}.png",
+                title=panel_title(result, row, patient),
+                liver_suv_mean=liver,
+            )
+        overview = mip_png(
+            suv,
+            lesions,
+            out / "pet_mip.png",
+            title=f"{patient + ': ' if patient else ''}PET maximum-intensity "
+            "projection, anterior view",
+        )
+        written += [*panels.values(), overview]
+    names = [*sorted(p.name for p in written), "report.html"]
+    page = render_patient_html(
+        result,
+        patient=patient or "patient",
+        panels=panels,
+        overview=overview,
+        manifest=manifest,
+        suv_parameters=suv_parameters,
+        pet_source=pet_source,
+        sections=sections,
+        files=names,
+    )
+    (out / "report.html").write_text(page, encoding="utf-8")
+    written.append(out / "report.html")
     return written

@@ -32,6 +32,9 @@ EXTENSION_PACKAGES = {
 # Slicer's own packages and the PyTorch extension's torch, pinned to the installed version
 # whenever anything is installed.
 PROTECTED_PACKAGES = ("numpy", "scipy", "SimpleITK", "vtk", "torch")
+# Other distributions that provide a requirement's package under the same import name
+# (pyradiomics-bhklab is the maintained fork our pip install uses; its features are identical).
+ALSO_PROVIDED_BY = {"pyradiomics": ("pyradiomics-bhklab",)}
 # Requirements that depend on torch: pip would install a PyPI torch with them when there is none.
 NEEDS_TORCH = ("monai",)
 
@@ -163,8 +166,11 @@ def _satisfied(requirement) -> bool:
     from packaging.requirements import Requirement
 
     parsed = Requirement(requirement)
-    try:
-        installed = metadata.version(parsed.name)
-    except metadata.PackageNotFoundError:
-        return False
-    return parsed.specifier.contains(installed, prereleases=True)
+    for name in (parsed.name, *ALSO_PROVIDED_BY.get(parsed.name.lower(), ())):
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if parsed.specifier.contains(installed, prereleases=True):
+            return True
+    return False

@@ -481,3 +481,9 @@ def test_the_self_test_runs_on_real_mrml(bom, core):
     node = bom.BoneOligoMetLogic().getParameterNode()
     assert node.resultsTable.GetNumberOfRows() == 3  # the classification step did run
     assert node.deviceStatus.startswith("Ran on ")
+
+
+def test_pyradiomics_from_the_maintained_fork_counts_as_installed(bom, core):
+    """The environment make test builds has every classifier package (pyradiomics from
+    pyradiomics-bhklab): the panel must see none missing, or it would skip classification."""
+    assert bom.BoneOligoMetLogic().missingClassifierPackages() == []

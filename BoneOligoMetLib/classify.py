@@ -366,8 +366,8 @@ def classify_case(
         if progress is not None:
             progress(fraction, message)
 
-    report(0.0, "loading the model")
     if not isinstance(bundle, Bundle):
+        report(0.0, "loading the model")
         bundle = load_bundle(bundle if bundle is not None else default_bundle_path(), device)
     check_inputs(bundle, clinical, liver_seed_lps_mm, name)
     report(0.05, "checking the images")

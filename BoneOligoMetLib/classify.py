@@ -390,6 +390,7 @@ def classify_case(
         # lesion such voxels touch, and how many (only on this error path: it reads the PET).
         require_suv_in_lesions(suv, lesions)
         raise
+    report(0.95, "prediction")
     probabilities = bundle.predict_proba(feature_rows, where=name)
     rows, in_domain, outside = _result_rows(
         case.labels, feature_rows, probabilities, flags, domains, bundle.threshold

@@ -169,7 +169,7 @@ def child_cold(folder: str) -> None:
         liver_seed_lps_mm=job["liver_seed_lps_mm"],
         progress=phases,
         device="cpu",
-        overlay=False,
+        **_no_overlay(classify_case),
     )
     mark("classify_case")
     steps, before = {}, (started, started_cpu)
@@ -181,7 +181,7 @@ def child_cold(folder: str) -> None:
             {
                 "steps": steps,
                 "phases": phases.durations(),
-                "probabilities": result.probabilities,
+                "probabilities": getattr(result, "probabilities", None),
                 "peak_mb": _vm_hwm_mb(),
             }
         )
@@ -197,15 +197,50 @@ _MEASURE = (
 )
 
 
-def _run_child(*args: str) -> tuple[dict, float, float, float]:
-    """(child's JSON, wall s, CPU s, peak MB from wait4) of ``python this --child ...``."""
+def _no_overlay(classify_case) -> dict:
+    """``overlay=False`` where classify_case takes it (the worker's way); a version before it
+    (``--baseline``) made the overlay always, as its worker did."""
+    import inspect
+
+    return {"overlay": False} if "overlay" in inspect.signature(classify_case).parameters else {}
+
+
+def child_warm(folder: str, runs: int) -> None:
+    """``runs`` warm classify_case calls (bundle loaded, images in memory) after a first one."""
+    from BoneOligoMetLib.classify import classify_case
+    from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.models.bundle import default_bundle_path, load_bundle
+
+    job = json.loads(Path(folder, "job.json").read_text())
+    ct, suv, lesions = (read_image(Path(folder, job[k])) for k in ("ct", "suv", "lesions"))
+    bundle = load_bundle(default_bundle_path(), "cpu")
+    times = []
+    for _ in range(runs + 1):
+        wall, cpu = time.perf_counter(), time.process_time()
+        classify_case(
+            ct,
+            suv,
+            lesions,
+            clinical=job["clinical"],
+            bundle=bundle,
+            liver_seed_lps_mm=job["liver_seed_lps_mm"],
+            device="cpu",
+            **_no_overlay(classify_case),
+        )
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
+    print(json.dumps({"times": times[1:], "peak_mb": _vm_hwm_mb()}))
+
+
+def _run_child(*args: str, code: Path = ROOT) -> tuple[dict, float, float, float]:
+    """(child's JSON, wall s, CPU s, peak MB from wait4) of ``python this --child ...`` with
+    the library of ``code`` (this checkout, or ``--baseline``'s)."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(code)},
     )
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -353,6 +388,64 @@ def floor(ct, suv, lesions, bundle, setup) -> dict[str, tuple[float, float]]:
     return {k: (v[0], v[1]) for k, v in parts.items()}
 
 
+# --- the command line, and before/after ----------------------------------------------------
+
+
+def _cli(folder: Path, work: Path, job: dict, code: Path) -> tuple[float, float, float, int]:
+    """(wall s, CPU s, peak kB, exit status) of ``bone-oligomet classify`` on the NIfTI files
+    with the library of ``code``. Started by a small Python that waits for it: the peak wait4
+    reports is then the command's own (a child forked from this large process would inherit its
+    size there)."""
+    command = [
+        sys.executable, "-m", "BoneOligoMetLib", "classify", "--ct", str(folder / "ct.nii.gz"),
+        "--pet", str(folder / "suv.nii.gz"), "--lesions", str(folder / "lesions.nii.gz"),
+        "--clinical", f"age={job['clinical']['age']}",
+        "--clinical", f"subtype={job['clinical']['subtype']}",
+        "--liver-seed=" + ",".join(str(v) for v in job["liver_seed_lps_mm"]),
+        "--device", "cpu", "--out", str(work / "cli_out"), "--no-png",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    measured = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(code)},
+    )
+    wall = time.perf_counter() - started
+    peak_kb, cpu, status = json.loads(measured.stdout.strip().splitlines()[-1])
+    return wall, cpu, peak_kb, status
+
+
+def before_after(folder: Path, work: Path, baseline: Path, job: dict, args, figures) -> None:
+    """5. This checkout against ``baseline``, in turn (A B A B): a cold process, warm
+    classify_case in a long-lived process, the command line."""
+    rows: dict[str, dict[str, list]] = {}
+    for _ in range(max(1, args.cold_runs - 1)):
+        for name, code in (("before", baseline), ("after", ROOT)):
+            data, wall, cpu, _ = _run_child("--child-cold", str(folder), code=code)
+            row = rows.setdefault(name, {})
+            row.setdefault("cold wall", []).append(wall)
+            row.setdefault("cold CPU", []).append(cpu)
+            row.setdefault("cold peak MB", []).append(data["peak_mb"])
+            data, *_ = _run_child("--child-warm", str(folder), "--repeats", "3", code=code)
+            row.setdefault("warm wall", []).append(statistics.median(t[0] for t in data["times"]))
+            row.setdefault("warm CPU", []).append(statistics.median(t[1] for t in data["times"]))
+            wall, cpu, peak_kb, _ = _cli(folder, work, job, code)
+            row.setdefault("CLI wall", []).append(wall)
+            row.setdefault("CLI CPU", []).append(cpu)
+            row.setdefault("CLI peak MB", []).append(peak_kb / 1024)
+    print(f"\n5. Before ({baseline}) and after, in turn, the same patient (median (min–max)); "
+          "'cold': a new process as the worker's first job; 'warm': classify_case, bundle "
+          "loaded (before: with its overlay, as its worker made it); CLI: bone-oligomet "
+          "classify, no snapshots")  # fmt: skip
+    print(f"   {'':14s} {'before':>22s} {'after':>22s}   after/before")
+    for key in rows["before"]:
+        b, a = rows["before"][key], rows["after"][key]
+        ratio = statistics.median(a) / statistics.median(b)
+        print(f"   {key:14s} {_spread(b):>22s} {_spread(a):>22s}   {ratio:.2f}")
+    figures["before_after"] = rows
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -365,12 +458,21 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--child-cold", help=argparse.SUPPRESS)
     parser.add_argument("--child-patient", help=argparse.SUPPRESS)
+    parser.add_argument("--child-warm", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--baseline",
+        help="another checkout of the library (e.g. `git worktree add /tmp/base <commit>`): its "
+        "cold process, warm classify_case and CLI are measured beside this one's (5.)",
+    )
     args = parser.parse_args()
     if args.child_cold:
         child_cold(args.child_cold)
         return
     if args.child_patient:
         patient(Path(args.child_patient))
+        return
+    if args.child_warm:
+        child_warm(args.child_warm, args.repeats)
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -542,30 +644,13 @@ def main() -> None:
     del ct, suv, lesions, setup, bundle
 
     # 4. the command line's peak memory
-    out = work / "cli_out"
-    command = [
-        sys.executable, "-m", "BoneOligoMetLib", "classify", "--ct", str(folder / "ct.nii.gz"),
-        "--pet", str(folder / "suv.nii.gz"), "--lesions", str(folder / "lesions.nii.gz"),
-        "--clinical", f"age={job['clinical']['age']}",
-        "--clinical", f"subtype={job['clinical']['subtype']}",
-        "--liver-seed=" + ",".join(str(v) for v in job["liver_seed_lps_mm"]),
-        "--device", "cpu", "--out", str(out), "--no-png",
-    ]  # fmt: skip
-    # Started by a small Python that waits for it: the peak wait4 reports is then the
-    # command's own (a child forked from this large process would inherit its size there).
-    started = time.perf_counter()
-    measured = subprocess.run(
-        [sys.executable, "-c", _MEASURE, *command],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    wall = time.perf_counter() - started
-    peak_kb, cpu, status = json.loads(measured.stdout.strip().splitlines()[-1])
+    wall, cpu, peak_kb, status = _cli(folder, work, job, ROOT)
     print(f"\n4. bone-oligomet classify on the NIfTI files (a new process; outputs and the "
           f"overlay written, no snapshots): exit {status}, wall {wall:.2f} s, CPU {cpu:.2f} s, "
           f"peak RSS {peak_kb / 1024:.0f} MB")  # fmt: skip
     figures["cli"] = {"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024, "exit": status}
+    if args.baseline:
+        before_after(folder, work, Path(args.baseline), job, args, figures)
     print(f"\nload average after: {_load()}")
     figures["load_after"] = os.getloadavg()
     if args.json:

@@ -11,8 +11,9 @@ converts MRML nodes to and from SimpleITK images (RAS/LPS only through
 and calls the library. Nothing clinical or numerical lives here.
 
 Classification runs in a background process (``Resources/Scripts/classify_worker.py`` under
-PythonSlicer) that ``BoneOligoMetSlicer.background`` launches and follows; the classifier's
-packages are checked and, after asking, installed by ``BoneOligoMetSlicer.dependencies``.
+PythonSlicer) that ``BoneOligoMetSlicer.background`` keeps warm between classifications and
+follows; the classifier's packages are checked and, after asking, installed by
+``BoneOligoMetSlicer.dependencies``.
 """
 
 import importlib
@@ -209,6 +210,7 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         if self._job is not None:
             self._job.cancel()
+        background.stopWorker()  # the warm classifier's memory goes with the panel
         self.removeObservers()
 
     def onReload(self) -> None:
@@ -218,10 +220,12 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
+        background.holdWorker()
         if self.logic is not None:
             self.initializeParameterNode()
 
     def exit(self) -> None:
+        background.releaseWorker()  # its memory is returned unless the reader comes back soon
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None

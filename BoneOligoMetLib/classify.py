@@ -33,9 +33,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from BoneOligoMetLib.deep.infer import select_device
-from BoneOligoMetLib.errors import BundleError, Progress, did_you_mean
-from BoneOligoMetLib.features.row import lesion_features, prepare_case
-from BoneOligoMetLib.image.geometry import same_grid
+from BoneOligoMetLib.errors import BundleError, Progress, UnitsError, did_you_mean
+from BoneOligoMetLib.features.row import PreparedCase, lesion_features, prepare_case
+from BoneOligoMetLib.image.geometry import Region, same_grid
+from BoneOligoMetLib.image.labels import label_regions
+from BoneOligoMetLib.lesions.metabolic import LesionMetabolics, require_suv_in_lesions
+from BoneOligoMetLib.lesions.rule_config import RuleConfig
 from BoneOligoMetLib.lesions.rules import assess_lesions
 from BoneOligoMetLib.models.bundle import Bundle, default_bundle_path, load_bundle
 
@@ -75,7 +78,7 @@ class CaseResult:
     """Per-lesion results of one patient (see the module docstring)."""
 
     rows: list[dict[str, Any]]
-    overlay: sitk.Image
+    overlay: Optional[sitk.Image]  # None when classify_case was asked for none (overlay=False)
     threshold: float
     device: str
     synthetic: bool
@@ -84,6 +87,7 @@ class CaseResult:
     checks: list[Any] = field(default_factory=list)  # every roi_rules.RuleCheck
     features: list[dict[str, Any]] = field(default_factory=list)  # the model's input rows
     notes: list[str] = field(default_factory=list)  # e.g. a clinical category not given
+    probabilities: dict[int, float] = field(default_factory=dict)  # bone lesions: label -> p
 
 
 def bone_change_from_hu(hu_mean: Optional[float]) -> str:
@@ -181,18 +185,38 @@ def _clinical_for(clinical: Mapping[str, Any], label: int) -> dict[str, Any]:
     return values
 
 
-def probability_overlay(lesions: sitk.Image, ct: sitk.Image, probabilities: Mapping[int, float]):
-    """A float32 image on the CT grid whose lesion voxels hold their lesion's probability."""
+def probability_overlay(
+    lesions: sitk.Image,
+    ct: sitk.Image,
+    probabilities: Mapping[int, float],
+    regions: Optional[Mapping[int, Region]] = None,
+) -> sitk.Image:
+    """A float32 image on the CT grid whose lesion voxels hold their lesion's probability.
 
+    Filled lesion by lesion inside each lesion's box (``regions``, from
+    :func:`~BoneOligoMetLib.image.labels.label_regions` of ``lesions`` when on the CT grid):
+    the only whole-volume array is the overlay itself."""
     if not same_grid(lesions, ct):
         lesions = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    labels = sitk.GetArrayViewFromImage(lesions)
-    table = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
-    for label, probability in probabilities.items():
-        if 0 < label < table.size:
-            table[label] = probability
-    overlay = sitk.GetImageFromArray(table[labels.astype(np.int64)])
+        regions = None  # the boxes were those of the other grid
+    overlay = sitk.Image(ct.GetSize(), sitk.sitkFloat32)  # zero-filled
     overlay.CopyInformation(ct)
+    wanted = {int(k): float(v) for k, v in probabilities.items() if int(k) > 0}
+    if not wanted:
+        return overlay
+    if regions is None:
+        regions = label_regions(lesions) if sitk.GetArrayViewFromImage(lesions).any() else {}
+    labels = sitk.GetArrayViewFromImage(lesions)
+    for label, probability in sorted(wanted.items()):
+        if label not in regions:
+            continue
+        start, size = regions[label].start, regions[label].size
+        box = tuple(slice(a, a + n) for a, n in zip(start[::-1], size[::-1]))  # z, y, x
+        values = sitk.GetArrayViewFromImage(overlay)[box].copy()  # boxes of lesions may overlap
+        values[labels[box] == label] = probability
+        overlay[tuple(slice(a, a + n) for a, n in zip(start, size))] = sitk.GetImageFromArray(
+            values
+        )  # pasted in place: no copy of the whole overlay
     return overlay
 
 
@@ -226,13 +250,30 @@ def check_inputs(
     return given
 
 
-def _rule_checks(ct: sitk.Image, suv: sitk.Image, lesions: sitk.Image, liver_seed_lps_mm):
+def _rule_checks(case: PreparedCase, feature_rows, extraction, liver_seed_lps_mm):
     """The ROI rules on the CT grid: (report, each lesion's rule_* flags, the lesions that are
-    not bone lesions with the rule's reason)."""
-    on_ct = lesions
-    if not same_grid(lesions, ct):
-        on_ct = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    rules = assess_lesions(ct, suv, on_ct, liver_seed_lps=liver_seed_lps_mm)
+    not bone lesions with the rule's reason). The lesions' SUVmax and liver reference come from
+    their feature rows when those measured them as the rules would (lesions drawn on the CT
+    grid, the same liver sphere), so nothing is measured twice."""
+    ct, lesions = case.ct, case.lesions
+    rule_config = RuleConfig()
+    measured = None
+    if same_grid(lesions, ct) and extraction.liver_diameter_mm == rule_config.liver_diameter_mm:
+        found = {row["lesion_label"]: LesionMetabolics.from_row(row) for row in feature_rows}
+        if all(v is not None for v in found.values()) and (
+            liver_seed_lps_mm is None or all(v.liver_suv_mean is not None for v in found.values())
+        ):
+            measured = found
+    else:
+        lesions = sitk.Resample(lesions, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    rules = assess_lesions(
+        ct,
+        case.suv,
+        lesions,
+        liver_seed_lps=liver_seed_lps_mm,
+        config=rule_config,
+        measured=measured,
+    )
     flags: dict[int, dict[str, str]] = {}
     domains: dict[int, str] = {}
     for check in rules.checks:
@@ -253,7 +294,7 @@ def _feature_rows(case, bundle: Bundle, clinical, deep_rows, report) -> tuple[li
     categorical = set(getattr(encoder, "categorical", ()))
     rows, notes = [], []
     for number, label in enumerate(case.labels):
-        report(0.2 + 0.75 * number / len(case.labels), f"lesion {label}: features")
+        report(0.15 + 0.75 * number / len(case.labels), f"lesion {label}: features")
         row = lesion_features(
             case, label, clinical=_clinical_for(clinical, label), config=bundle.extraction
         )
@@ -313,30 +354,43 @@ def classify_case(
     progress: Optional[Progress] = None,
     device: Optional[str] = None,
     name: str = "case",
+    overlay: bool = True,
 ) -> CaseResult:
     """Classify every lesion of ``lesions`` (a label image, usually on the CT grid); CT in HU,
     PET in SUV. ``bundle``: a loaded :class:`~.bundle.Bundle`, a bundle folder, or None for the
-    packaged synthetic demo bundle."""
+    packaged synthetic demo bundle. ``overlay=False`` leaves :attr:`CaseResult.overlay` None
+    (a float32 image of the CT's size; :func:`probability_overlay` makes it from
+    :attr:`CaseResult.probabilities` when it is needed)."""
 
     def report(fraction: float, message: str) -> None:
         if progress is not None:
             progress(fraction, message)
 
-    report(0.0, "loading the model")
     if not isinstance(bundle, Bundle):
+        report(0.0, "loading the model")
         bundle = load_bundle(bundle if bundle is not None else default_bundle_path(), device)
     check_inputs(bundle, clinical, liver_seed_lps_mm, name)
     report(0.05, "checking the images")
     case = prepare_case(
         ct, suv, lesions, liver_seed_lps_mm=liver_seed_lps_mm, config=bundle.extraction, name=name
     )
-    rules, flags, domains = _rule_checks(ct, suv, lesions, liver_seed_lps_mm)
-    deep_rows: dict[int, dict[str, float]] = {}
-    if bundle.deep is not None:
-        report(0.15, "deep features")
-        deep_rows = bundle.deep.case_features(ct, suv, lesions, regions=case.regions, name=name)
     clinical = check_clinical(bundle, clinical, case.labels)
-    feature_rows, notes = _feature_rows(case, bundle, clinical, deep_rows, report)
+    try:  # every step reads crops around the lesions, each checked when cut
+        deep_rows: dict[int, dict[str, float]] = {}
+        if bundle.deep is not None:
+            report(0.1, "deep features")
+            deep_rows = bundle.deep.case_features(ct, suv, lesions, regions=case.regions, name=name)
+        feature_rows, notes = _feature_rows(case, bundle, clinical, deep_rows, report)
+        report(0.9, "ROI rules")
+        rules, flags, domains = _rule_checks(
+            case, feature_rows, bundle.extraction, liver_seed_lps_mm
+        )
+    except UnitsError:
+        # A crop met a NaN (or a value no SUV takes): the whole PET's account names every
+        # lesion such voxels touch, and how many (only on this error path: it reads the PET).
+        require_suv_in_lesions(suv, lesions)
+        raise
+    report(0.95, "prediction")
     probabilities = bundle.predict_proba(feature_rows, where=name)
     rows, in_domain, outside = _result_rows(
         case.labels, feature_rows, probabilities, flags, domains, bundle.threshold
@@ -344,7 +398,7 @@ def classify_case(
     report(1.0, f"{len(case.labels)} lesion(s) classified")
     return CaseResult(
         rows=rows,
-        overlay=probability_overlay(lesions, ct, in_domain),
+        overlay=probability_overlay(lesions, ct, in_domain, case.regions) if overlay else None,
         threshold=bundle.threshold,
         device=str(select_device(device)) if bundle.deep is not None else "cpu",
         synthetic=bundle.synthetic,
@@ -353,4 +407,5 @@ def classify_case(
         checks=list(rules.checks),
         features=feature_rows,
         notes=notes + outside,
+        probabilities=in_domain,
     )

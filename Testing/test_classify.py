@@ -151,6 +151,34 @@ def test_bundle_refuses_types_outside_the_allow_list(tmp_path):
         _load_pipeline(path)
 
 
+def test_the_skops_audit_is_kept_per_file_and_cannot_widen_trust(trained, tmp_path):
+    """The list of a file's types is kept by its SHA-256 (the second load skips the audit); a
+    kept list short of the file's types, or naming a type outside the allow-list, is not
+    trusted: the file is audited again."""
+    import skops.io as sio
+
+    from BoneOligoMetLib.io.files import file_sha256
+    from BoneOligoMetLib.models.bundle import MODEL, _load_pipeline
+    from BoneOligoMetLib.models.reference import cache_dir
+
+    folder, model, schema, rows, _ = trained
+    path = folder / MODEL
+    digest = file_sha256(path)
+    x = np.asarray([[r[c] for c in schema] for r in rows], float)
+    kept = list(cache_dir().glob(f"skops-audits/{digest[:32]}-*.json"))
+    for old in kept:
+        old.unlink()
+    first = _load_pipeline(path, digest)
+    (kept,) = cache_dir().glob(f"skops-audits/{digest[:32]}-*.json")
+    assert sorted(json.loads(kept.read_text())) == sorted(sio.get_untrusted_types(file=path))
+    np.testing.assert_array_equal(first.predict_proba(x), model.predict_proba(x))
+    for tampered in ([], ["os.system", *json.loads(kept.read_text())]):
+        kept.write_text(json.dumps(tampered))
+        again = _load_pipeline(path, digest)
+        np.testing.assert_array_equal(again.predict_proba(x), model.predict_proba(x))
+        assert "os.system" not in kept.read_text()  # audited again and kept anew
+
+
 def test_bone_change_and_overlay_helpers():
     assert bone_change_from_hu(80.0) == "osteolytic"
     assert bone_change_from_hu(300.0) == "mixed"

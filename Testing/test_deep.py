@@ -59,6 +59,65 @@ def test_basicnet_has_the_studys_size_and_outputs():
     torch.testing.assert_close(features, out["features"])
 
 
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_basicnet_blocks_are_monais_blocks(norm):
+    """BasicNet's blocks are written out in PyTorch (no MONAI import to use a network): the same
+    parameters (names, shapes and, for a seed, values) and bit for bit the same outputs, in
+    training and in inference, as the net built from MONAI's UnetResBlock and UnetOutBlock."""
+    blocks = pytest.importorskip("monai.networks.blocks")
+    from torch import nn
+
+    class MonaiBasicNet(BasicNet):  # the blocks this module used before they were written out
+        def __init__(self, channels, norm):
+            nn.Module.__init__(self)
+            self.channels, self.levels = channels, len(channels)
+            self.encoder = nn.ModuleList(
+                blocks.UnetResBlock(3, 1 if i == 0 else channels[i - 1], c, 3, 1, norm)
+                for i, c in enumerate(channels)
+            )
+            self.pool = nn.MaxPool3d(2)
+            self.up = nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False)
+            self.reduce = nn.ModuleList(
+                nn.Conv3d(channels[i + 1], channels[i], kernel_size=1)
+                for i in range(self.levels - 1)
+            )
+            self.decoder = nn.ModuleList(
+                blocks.UnetResBlock(3, 2 * channels[i], channels[i], 3, 1, norm)
+                for i in range(self.levels - 1)
+            )
+            self.heads = nn.ModuleList(
+                blocks.UnetOutBlock(3, channels[i], 1) for i in range(self.levels - 1)
+            )
+            self.classifier = nn.Sequential(
+                nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(channels[-1], 2)
+            )
+
+    channels = (4, 8, 8, 12)
+    torch.manual_seed(3)
+    ours = BasicNet(channels=channels, norm=norm)
+    torch.manual_seed(3)
+    theirs = MonaiBasicNet(channels, norm)
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    x = torch.rand(2, 1, 16, 16, 16)
+    for mode in ("train", "eval"):
+        getattr(ours, mode)()
+        getattr(theirs, mode)()
+        torch.manual_seed(5)  # the dropout's draw
+        mine = ours(x)
+        torch.manual_seed(5)
+        reference = theirs(x)
+        assert torch.equal(mine["logits"], reference["logits"])
+        assert torch.equal(mine["features"], reference["features"])
+        for s, r in zip(mine["segmentation"], reference["segmentation"]):
+            assert torch.equal(s, r)
+    if norm == "batch":  # the running statistics moved alike in training
+        for name, value in ours.state_dict().items():
+            assert torch.equal(value, theirs.state_dict()[name]), name
+
+
 def test_resnet_backbone_and_unknown_names():
     model = build_network("resnet10").eval()
     with torch.no_grad():

@@ -49,6 +49,7 @@ def importModule(core, monkeypatch, version=(5, 8)):
 def bom(core, monkeypatch):
     module, _slicer = importModule(core, monkeypatch)
     yield module
+    module.background.stopWorker()  # the warm classifier of this import of the module
     for name in [name for name in sys.modules if name.split(".")[0] in OURS]:
         sys.modules.pop(name)
 
@@ -466,6 +467,49 @@ def test_closing_the_scene_cancels_a_running_classification(loaded, core):
     assert job.returnCode != 0
     assert logic.finishClassification(None, job) is None
     assert not Path(job.folder).exists()
+
+
+@pytest.mark.large
+def test_the_second_classification_reuses_the_warm_worker(loaded, core):
+    """The reader's second click is answered by the process the first one started (library
+    imported, bundle loaded); the same probabilities come back; leaving the module lets the
+    worker go (its memory returned), and the next click starts a new one."""
+    from BoneOligoMetLib.models.bundle import default_bundle_path
+
+    if not (default_bundle_path() / "manifest.json").is_file():
+        pytest.skip("the packaged demo bundle is not built yet")
+    module, logic, node = loaded
+    background = module.background
+    logic.segmentFromSeeds(node)
+    summaries, pids = [], []
+    for _ in range(2):
+        job = logic.startClassification(node)
+        job.wait(timeoutSeconds=900)
+        summaries.append(logic.finishClassification(node, job))
+        assert summaries[-1] is not None, job.errorMessage or "\n".join(job.log[-10:])
+        assert not Path(job.folder).exists()
+        worker = background._worker
+        pids.append(worker.process.pid)
+    assert pids[0] == pids[1]
+    assert worker.started == 1
+    assert summaries[0]["rows"] == summaries[1]["rows"]
+    overlay = module.mrml.imageFromVolumeNode(node.probabilityVolume)
+    values = module._arrayOf(overlay)
+    labels = module._arrayOf(logic.lesionImage(node)[0])
+    for row in summaries[1]["rows"]:
+        if not isinstance(row["probability"], str):
+            np.testing.assert_allclose(values[labels == row["lesion_label"]], row["probability"])
+    assert np.all(values[labels == 0] == 0)
+    process = worker.process
+    background.releaseWorker(0)  # what leaving the module does once its grace is over
+    assert process.poll() is not None  # ended: its memory is returned
+    assert background._worker is None
+    job = logic.startClassification(node)
+    job.wait(timeoutSeconds=900)
+    assert logic.finishClassification(node, job)["rows"] == summaries[0]["rows"]
+    assert background._worker.process.pid != pids[0]
+    core.scene.Clear(0)  # closing the scene ends the worker too
+    assert background._worker.process is None or background._worker.process.poll() is not None
 
 
 @pytest.mark.large

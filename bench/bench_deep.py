@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--no-epoch", action="store_true", help="skip the training epochs")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs timed per preset")
+    parser.add_argument("--workers", type=int, default=None, help="processes making the cohort")
     args = parser.parse_args()
 
     import numpy as np
@@ -66,7 +68,9 @@ def main() -> None:
     if manifest is None:
         from BoneOligoMetLib.synthetic.phantom import generate_cohort
 
-        manifest = generate_cohort(args.patients, seed=11, out_dir=work / f"deep{args.patients}")
+        manifest = generate_cohort(
+            args.patients, seed=11, out_dir=work / f"deep{args.patients}", workers=args.workers
+        )
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), CUDA: "
           f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")  # fmt: skip
 
@@ -109,20 +113,39 @@ def main() -> None:
         print(
             f"features, one lesion, GPU: {gpu_time * 1000:.1f} ms (CPU/GPU {ours / gpu_time:.0f}×)"
         )
+
+        def on_gpu_half() -> None:
+            with torch.autocast("cuda", dtype=torch.float16):
+                run_features(gpu, patch)
+            torch.cuda.synchronize()
+
+        half_time = _timed(on_gpu_half, args.repeat)
+        print(f"features, one lesion, GPU, mixed precision (float16 autocast): "
+              f"{half_time * 1000:.1f} ms")  # fmt: skip
+        five_gpu = _timed(lambda: (run_features(gpu, five), torch.cuda.synchronize()), args.repeat)
+        print(f"features, a patient's 5 lesions in one batch, GPU: {five_gpu / 5 * 1000:.1f} ms "
+              "per lesion")  # fmt: skip
     if args.no_epoch:
         return
 
-    # -- one training epoch per preset --
+    # -- one training epoch per preset (on CUDA: with and without mixed precision) --
+    precisions = (True, False) if torch.cuda.is_available() else (True,)
     for name in args.presets.split(","):
-        config = preset(name).with_train(epochs=1, validate_every=1, workers=0)
-        patches = cohort_patches(manifest, config.patch, cache_dir=work / "deep_cache")
-        train, _ = patient_split(patches.labels, patches.patients, 0.3, 0)
-        fit, validation = patient_split(patches.labels[train], patches.patients[train], 0.2, 1)
-        result = train_network(patches, "ct", config, train[fit], train[validation])
-        seconds = result.seconds
-        print(f"{name}: one epoch of {fit.size} lesions (+ validation of {validation.size}) "
-              f"{seconds:.1f} s, {seconds / fit.size * 1000:.0f} ms per lesion, on "
-              f"{result.device}")  # fmt: skip
+        for mixed in precisions:
+            config = preset(name).with_train(
+                epochs=args.epochs, validate_every=args.epochs, workers=0, mixed_precision=mixed
+            )
+            patches = cohort_patches(manifest, config.patch, cache_dir=work / "deep_cache")
+            train, _ = patient_split(patches.labels, patches.patients, 0.3, 0)
+            fit, validation = patient_split(patches.labels[train], patches.patients[train], 0.2, 1)
+            result = train_network(patches, "ct", config, train[fit], train[validation])
+            seconds = result.seconds / args.epochs
+            where = str(result.device)
+            if str(result.device).startswith("cuda"):
+                where += ", mixed precision" if mixed else ", float32"
+            print(f"{name}: one epoch of {fit.size} lesions (+ validation of {validation.size}) "
+                  f"{seconds:.2f} s, {seconds / fit.size * 1000:.1f} ms per lesion "
+                  f"(mean of {args.epochs} epoch(s)), on {where}")  # fmt: skip
 
 
 if __name__ == "__main__":

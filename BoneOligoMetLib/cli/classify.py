@@ -57,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     from BoneOligoMetLib.classify import check_inputs, classify_case, liver_features
     from BoneOligoMetLib.cli._common import align, cell, progress_bar, to_lps
     from BoneOligoMetLib.errors import BoneOligoMetError, BundleError
+    from BoneOligoMetLib.image.geometry import same_grid
     from BoneOligoMetLib.image.labels import label_image
     from BoneOligoMetLib.io.images import read_image
     from BoneOligoMetLib.io.suv import pet_dicom_to_suv, read_suv_image
     from BoneOligoMetLib.models.bundle import default_bundle_path, load_bundle
-    from BoneOligoMetLib.report.patient import write_results
+    from BoneOligoMetLib.report.patient import write_overlay, write_results
 
     clinical = _parse_clinical(args.clinical)
     seed = to_lps(args.liver_seed, args.ras)
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             device=args.device,
             name=name,
+            overlay=False,  # made when written, once the CT is let go (memory)
         )
     write_results(
         result,
@@ -109,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
         manifest=bundle.manifest,
         suv_parameters=suv_parameters,
         pet_source=str(args.pet),
+        overlay=False,
     )
+    reference = lesions if same_grid(lesions, ct) else ct  # the overlay's grid: the CT's
+    del ct, suv
+    write_overlay(result, lesions, reference, args.out)
     lines = [["lesion", "P(malignant)", "at threshold", "SUVmax", "MTV mL", "TLG", "rules"]]
     for row in result.rows:
         warned = [k[5:] for k, v in row.items() if k.startswith("rule_") and v == "warn"]

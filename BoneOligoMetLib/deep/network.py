@@ -1,6 +1,10 @@
 """BasicNet, the study's 3D residual encoder–decoder with deep supervision (§2.4), and MONAI's 3D
 ResNets as comparison backbones (Table 4), each giving a lesion's deep-feature vector.
 
+BasicNet's residual blocks are MONAI's, written out in plain PyTorch (same layers, parameter
+names and initialisation order; the tests check them against MONAI's bit for bit), so that using
+a network does not import MONAI (about 1 s and 60 MB per process).
+
 DCU-Net and S-Net, the study's other comparisons, are not built: neither has a published 3D
 classification architecture precise enough to reproduce (no reference implementation or layer
 table), and guessing one would compare against a model of our own.
@@ -12,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from monai.networks.blocks import UnetOutBlock, UnetResBlock
 from torch import nn
 
 from BoneOligoMetLib.errors import ArchitectureError, did_you_mean
@@ -20,10 +23,64 @@ from BoneOligoMetLib.errors import ArchitectureError, did_you_mean
 BASICNET_CHANNELS = (16, 32, 64, 112, 224)
 RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101")
 ARCHITECTURES = ("basicnet", *RESNETS)
+NORMS = {"batch": nn.BatchNorm3d, "instance": nn.InstanceNorm3d}  # MONAI's names, defaults
+
+
+class _Convolution(nn.Sequential):
+    """MONAI's ``Convolution`` as ``get_conv_layer`` makes it here (no activation, norm or
+    dropout): a ``conv`` of stride 1 padded to keep the size."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool) -> None:
+        super().__init__()
+        self.add_module(
+            "conv",
+            nn.Conv3d(in_channels, out_channels, kernel_size, 1, (kernel_size - 1) // 2, bias=bias),
+        )
+
+
+class ResBlock(nn.Module):
+    """MONAI's ``UnetResBlock`` (3D, kernel 3, stride 1, leaky ReLU 0.01): conv, norm, ReLU,
+    conv, norm, plus the input (through a 1×1×1 conv and norm when the channels change), ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch") -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ArchitectureError(
+                f"norm {norm!r}: choose {' or '.join(NORMS)}{did_you_mean(norm, NORMS)}"
+            )
+        self.conv1 = _Convolution(in_channels, out_channels, 3, bias=False)
+        self.conv2 = _Convolution(out_channels, out_channels, 3, bias=False)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.01, inplace=True)
+        self.norm1 = NORMS[norm](out_channels)
+        self.norm2 = NORMS[norm](out_channels)
+        self.downsample = in_channels != out_channels
+        if self.downsample:
+            self.conv3 = _Convolution(in_channels, out_channels, 1, bias=False)
+            self.norm3 = NORMS[norm](out_channels)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        residual = inp
+        out = self.lrelu(self.norm1(self.conv1(inp)))
+        out = self.norm2(self.conv2(out))
+        if self.downsample:
+            residual = self.norm3(self.conv3(residual))
+        out += residual
+        return self.lrelu(out)
+
+
+class OutBlock(nn.Module):
+    """MONAI's ``UnetOutBlock``: a 1×1×1 convolution with bias."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = _Convolution(in_channels, out_channels, 1, bias=True)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        return self.conv(inp)
 
 
 def _block(in_channels: int, out_channels: int, norm: str) -> nn.Module:
-    return UnetResBlock(3, in_channels, out_channels, kernel_size=3, stride=1, norm_name=norm)
+    return ResBlock(in_channels, out_channels, norm)
 
 
 class BasicNet(nn.Module):
@@ -76,7 +133,7 @@ class BasicNet(nn.Module):
         self.decoder = nn.ModuleList(
             _block(2 * channels[i], channels[i], norm) for i in range(self.levels - 1)
         )
-        self.heads = nn.ModuleList(UnetOutBlock(3, channels[i], 1) for i in range(self.levels - 1))
+        self.heads = nn.ModuleList(OutBlock(channels[i], 1) for i in range(self.levels - 1))
         self.classifier = nn.Sequential(
             nn.AdaptiveAvgPool3d(1),
             nn.Flatten(),

@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
 import numpy as np
@@ -100,6 +100,15 @@ class LesionMetabolics:
         row: dict[str, Any] = {"lesion_label": values.pop("label")}
         row.update({f"met_{key}": value for key, value in values.items()})
         return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Optional[LesionMetabolics]:
+        """The parameters back from a row of :meth:`as_row` (a feature row holds them); None
+        when the row lacks one."""
+        names = [f.name for f in fields(cls) if f.name != "label"]
+        if any(f"met_{name}" not in row for name in names):
+            return None
+        return cls(label=int(row["lesion_label"]), **{n: row[f"met_{n}"] for n in names})
 
 
 def _liver_reference(

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -59,7 +59,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from BoneOligoMetLib.errors import Progress
+from BoneOligoMetLib.errors import MaskError, Progress
 from BoneOligoMetLib.image.bone import (
     bone_mask,
 )
@@ -71,8 +71,8 @@ from BoneOligoMetLib.image.geometry import (
 )
 from BoneOligoMetLib.image.geometry import resample_to_reference as _resample
 from BoneOligoMetLib.image.labels import label_regions, mask_labels
-from BoneOligoMetLib.image.units import require_hu
-from BoneOligoMetLib.lesions.metabolic import metabolic_table
+from BoneOligoMetLib.image.units import require_finite, require_hu
+from BoneOligoMetLib.lesions.metabolic import LesionMetabolics, metabolic_table
 from BoneOligoMetLib.lesions.parts import LesionParts, lesion_parts
 from BoneOligoMetLib.lesions.rule_config import RuleConfig
 
@@ -212,21 +212,33 @@ def assess_lesions(
     liver_seed_lps: Optional[Sequence[float]] = None,
     config: RuleConfig = RuleConfig(),
     progress: Optional[Progress] = None,
+    measured: Optional[Mapping[int, LesionMetabolics]] = None,
 ) -> RuleReport:
     """All rule checks of a lesion label image on the CT grid, with each lesion's parts.
 
     ``ct`` in HU, ``suv`` in SUV, ``lesions`` labels 1..n on the CT grid; ``liver_seed_lps``
     (LPS mm) adds the FDG-avidity check. ``progress(fraction, message)`` is called per lesion.
+
+    ``measured``: every lesion's metabolic parameters, measured already on this SUV with this
+    liver seed and ``config.liver_diameter_mm`` (``classify`` has them from the features): the
+    rules then use them instead of measuring again, and check the SUV voxels they read
+    around each lesion instead of the whole PET.
     """
     require_hu(ct, "CT")
     require_overlap(ct, suv, ("CT", "PET"))
     require_mask_grid(lesions, [("CT", ct)], "lesion label image")
     regions = label_regions(lesions, "lesion label image")
     labels = sorted(regions)
-    # SUVmax (native PET voxels) and avidity per lesion; checks the SUV units once.
-    metabolics = metabolic_table(
-        suv, lesions, liver_seed_lps=liver_seed_lps, liver_diameter_mm=config.liver_diameter_mm
-    )
+    if measured is None:
+        # SUVmax (native PET voxels) and avidity per lesion; checks the SUV units once.
+        metabolics = metabolic_table(
+            suv, lesions, liver_seed_lps=liver_seed_lps, liver_diameter_mm=config.liver_diameter_mm
+        )
+    else:
+        lacking = [label for label in labels if label not in measured]
+        if lacking:
+            raise MaskError(f"lesion label image: no metabolic parameters of lesions {lacking}")
+        metabolics = [measured[label] for label in labels]
     margin_mm = config.neighbourhood_mm + config.bone_closing_mm
     margin = [int(np.ceil(margin_mm / s)) + 1 for s in lesions.GetSpacing()]
     checks = [count_check(len(labels), config)]
@@ -239,6 +251,8 @@ def assess_lesions(
         label_crop, start = crop_region(lesions, regions[label], margin)
         mask = sitk.GetArrayViewFromImage(label_crop) == label
         suv_crop = _resample(suv, ct_crop, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        if measured is not None:  # the whole PET was not checked: what this lesion reads is
+            require_finite(suv_crop, f"lesion {label}: PET around the lesion")
         bone = bone_mask(ct_crop, config.bone)
         in_bone = sitk.GetArrayViewFromImage(bone).astype(bool)
         checks.append(_hole_check(mask, label, voxel_volume_ml(ct)))

@@ -43,8 +43,13 @@ from BoneOligoMetLib import __version__
 from BoneOligoMetLib.deep.features import DeepFeatureExtractor
 from BoneOligoMetLib.errors import BundleError
 from BoneOligoMetLib.features.config import ExtractionConfig
-from BoneOligoMetLib.io.files import file_sha256, json_default
-from BoneOligoMetLib.models.reference import REFERENCE_VALUES, check_reference, write_reference
+from BoneOligoMetLib.io.files import atomic_write, file_sha256, json_default
+from BoneOligoMetLib.models.reference import (
+    REFERENCE_VALUES,
+    cache_dir,
+    check_reference,
+    write_reference,
+)
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +207,26 @@ def save_bundle(
     return folder
 
 
-def _load_pipeline(path: Path) -> Any:
+def _load_pipeline(path: Path, digest: Optional[str] = None) -> Any:
+    """The pipeline of a skops file; every type in it outside skops' defaults must match
+    :data:`TRUSTED_PREFIXES`. The audit that lists those types (a pass over the whole file, a
+    third of the load) is kept per file ``digest`` (its SHA-256, checked by the caller) in
+    :func:`~.reference.cache_dir`; loading still refuses any type not on the list."""
     import skops.io as sio
+    from skops import __version__ as skops_version
+    from skops.io.exceptions import UntrustedTypesFoundException
 
+    cached = None
+    if digest is not None:
+        cached = cache_dir() / "skops-audits" / f"{digest[:32]}-{skops_version}.json"
+        try:
+            untrusted = json.loads(cached.read_text())
+            if isinstance(untrusted, list) and all(
+                isinstance(t, str) and t.startswith(TRUSTED_PREFIXES) for t in untrusted
+            ):  # a kept list cannot trust more than the prefixes do
+                return sio.load(path, trusted=untrusted)
+        except (OSError, ValueError, UntrustedTypesFoundException):
+            pass  # none kept yet, unreadable, or short of the file's types: audit
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as error:
@@ -213,7 +235,13 @@ def _load_pipeline(path: Path) -> Any:
     refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
     if refused:
         raise BundleError(f"{path}: holds types that are not allowed in a bundle: {refused}")
-    return sio.load(path, trusted=untrusted)
+    pipeline = sio.load(path, trusted=untrusted)
+    if cached is not None:
+        try:
+            atomic_write(cached, (json.dumps(sorted(untrusted)) + "\n").encode())
+        except OSError as error:  # audited again next time
+            log.info("cannot keep the audit in %s (%s)", cached, error)
+    return pipeline
 
 
 def load_bundle(folder: Union[str, Path], device: Optional[str] = None) -> Bundle:
@@ -237,7 +265,7 @@ def load_bundle(folder: Union[str, Path], device: Optional[str] = None) -> Bundl
             raise BundleError(f"{folder}: {name} differs from the file the bundle was saved with")
     extraction = ExtractionConfig.from_mapping(manifest["extraction"])
     _check_settings(folder, manifest, extraction)
-    pipeline = _load_pipeline(folder / MODEL)
+    pipeline = _load_pipeline(folder / MODEL, manifest.get("files", {}).get(MODEL))
     schema = list(manifest["feature_schema"])
     deep = None
     if any(c.startswith("dl_") for c in schema):

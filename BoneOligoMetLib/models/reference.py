@@ -196,15 +196,25 @@ def environment(deep: Any = None) -> dict[str, str]:
         "machine": platform.machine(),
     }
     if deep is not None:
-        import monai
         import torch
 
         network = next(iter(deep.networks.values()))
         where = next(network.model.parameters()).device
-        spec.update(torch=torch.__version__, monai=monai.__version__, device=str(where))
+        spec.update(torch=torch.__version__, monai=_version("monai"), device=str(where))
         if where.type == "cuda":
             spec["device"] += f" ({torch.cuda.get_device_name(where)})"
     return spec
+
+
+def _version(package: str) -> str:
+    """An installed package's version without importing it (MONAI takes ~1 s to import and
+    using a network no longer needs it)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def cache_dir() -> Path:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import SimpleITK as sitk
 
+from BoneOligoMetLib.classify import probability_overlay
 from BoneOligoMetLib.io.images import write_image
 from BoneOligoMetLib.io.tables import write_csv
 from BoneOligoMetLib.report.patient_html import lesion_measures, render_patient_html, rule_flags
@@ -21,6 +22,20 @@ from BoneOligoMetLib.report.snapshots import PatientPlanes, lesion_panel_png, mi
 if TYPE_CHECKING:  # type hints only
     from BoneOligoMetLib.classify import CaseResult
     from BoneOligoMetLib.io.suv import SuvParameters
+
+
+def write_overlay(
+    result: CaseResult, lesions: sitk.Image, reference: sitk.Image, out: Union[str, Path]
+) -> Path:
+    """``overlay.nii.gz`` in ``out``: the result's overlay, or one made from its probabilities on
+    ``reference``'s grid (the CT's; ``lesions`` itself when they lie on it, so that the CT need
+    not be held: :func:`~BoneOligoMetLib.classify.probability_overlay`)."""
+    path = Path(out) / "overlay.nii.gz"
+    overlay = result.overlay
+    if overlay is None:
+        overlay = probability_overlay(lesions, reference, result.probabilities)
+    write_image(overlay, path)
+    return path
 
 
 def panel_title(result: CaseResult, row: Mapping[str, Any], patient: str = "") -> str:
@@ -67,13 +82,15 @@ def write_results(
     suv_parameters: Optional[SuvParameters] = None,
     pet_source: str = "",
     sections: Sequence[tuple[str, str]] = (),
+    overlay: bool = True,
 ) -> list[Path]:
     """Write the outputs (module docstring) into ``out``; the paths written.
 
     ``png=False`` draws no pictures (the report then has tables only). ``patient`` names the case
     in titles; ``manifest`` is the bundle's (the report's model card); ``suv_parameters`` how the
     SUV was derived from DICOM (else ``pet_source`` names the SUV image given); ``sections``:
-    extra (title, HTML) sections for the report.
+    extra (title, HTML) sections for the report; ``overlay=False`` leaves overlay.nii.gz to
+    :func:`write_overlay`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,8 +107,9 @@ def write_results(
         "lesions": result.rows,
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_image(result.overlay, out / "overlay.nii.gz")
-    written += [out / "results.json", out / "overlay.nii.gz"]
+    written.append(out / "results.json")
+    if overlay:
+        written.append(write_overlay(result, lesions, ct, out))
     panels: dict[int, Path] = {}
     overview = None
     if png and result.rows:
@@ -114,7 +132,8 @@ def write_results(
             "projection, anterior view",
         )
         written += [*panels.values(), overview]
-    names = [*sorted(p.name for p in written), "report.html"]
+    later = [] if overlay else ["overlay.nii.gz"]  # written by the caller after this
+    names = [*sorted([p.name for p in written] + later), "report.html"]
     page = render_patient_html(
         result,
         patient=patient or "patient",

@@ -151,6 +151,7 @@ class BoneOligoMetParameterNode:
     probabilityVolume: vtkMRMLScalarVolumeNode
     exportFolder: str = ""
     exportPerLesion: bool = False
+    exportDicom: bool = False
 
 
 class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -731,16 +732,36 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
 
         lesions.nii.gz (segment i = label i+1 on the CT grid), lesion_NN.nii.gz per lesion when
         asked, ct.nii.gz, suv.nii.gz, probability.nii.gz, and the panel's tables as CSV
-        (results.csv with classification.json, rules.csv, clinical.csv).
+        (results.csv with classification.json, rules.csv, clinical.csv); with *DICOM* also
+        dicom/seg.dcm and dicom/sr.dcm (the CT must come from the DICOM database). The DICOM
+        files are made first: a CT that cannot be referenced stops the export before any file.
         """
         node = parameterNode
         if not node.exportFolder or node.ctVolume is None:
             raise ValueError(_("Choose an export folder and a CT volume."))
+        dicomFiles = []
+        if node.exportDicom:
+            seedGrown = (
+                any(
+                    node.segmentation.GetSegmentation().GetSegment(segmentId).HasTag(SEED_TAG)
+                    for segmentId in mrml.segmentIds(node.segmentation)
+                )
+                if node.segmentation is not None
+                else False
+            )
+            dicomFiles, _notes = export.exportDicom(
+                node.exportFolder,
+                node.ctVolume,
+                node.petVolume,
+                node.segmentation,
+                node.resultsTable,
+                seedGrown,
+            )
         volumes = {"ct": node.ctVolume, "suv": node.petVolume}
         volumes["probability"] = node.probabilityVolume
         tables = {"results": node.resultsTable, "rules": node.ruleTable}
         tables["clinical"] = node.lesionClinicalTable
-        return export.exportCase(
+        written = export.exportCase(
             node.exportFolder,
             volumes,
             node.segmentation,
@@ -748,6 +769,7 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
             node.exportPerLesion,
             tables,
         )
+        return written + dicomFiles
 
 
 class BoneOligoMetTest(ScriptedLoadableModuleTest):

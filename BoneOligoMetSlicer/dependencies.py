@@ -31,7 +31,7 @@ EXTENSION_PACKAGES = {
 }
 # Slicer's own packages and the PyTorch extension's torch, pinned to the installed version
 # whenever anything is installed.
-PROTECTED_PACKAGES = ("numpy", "scipy", "SimpleITK", "vtk", "torch")
+PROTECTED_PACKAGES = ("numpy", "scipy", "SimpleITK", "vtk", "pydicom", "torch")
 # Other distributions that provide a requirement's package under the same import name
 # (pyradiomics-bhklab is the maintained fork our pip install uses; its features are identical).
 ALSO_PROVIDED_BY = {"pyradiomics": ("pyradiomics-bhklab",)}
@@ -139,9 +139,13 @@ def writeConstraints() -> str:
 
 
 def _requirements(path):
+    """The file's requirements that apply to this Python (environment markers evaluated)."""
+    from packaging.requirements import Requirement
+
     with open(path, encoding="utf-8") as handle:
         lines = [line.split("#")[0].strip() for line in handle]
-    return [line for line in lines if line and not line.startswith("-")]
+    requirements = [Requirement(line) for line in lines if line and not line.startswith("-")]
+    return [str(r) for r in requirements if r.marker is None or r.marker.evaluate()]
 
 
 def _requirementName(requirement):

@@ -531,3 +531,94 @@ def test_pyradiomics_from_the_maintained_fork_counts_as_installed(bom, core):
     """The environment make test builds has every classifier package (pyradiomics from
     pyradiomics-bhklab): the panel must see none missing, or it would skip classification."""
     assert bom.BoneOligoMetLogic().missingClassifierPackages() == []
+
+
+class _DicomDatabase:
+    """Stands in for ``slicer.dicomDatabase`` (ctkDICOMDatabase: Qt, not in slicer-core): the
+    one call the export makes, ``fileForInstance(SOPInstanceUID)`` -> path ("" when unknown)."""
+
+    def __init__(self, files):
+        import pydicom
+
+        self.files = {
+            str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): str(f) for f in files
+        }
+
+    def fileForInstance(self, uid):
+        return self.files.get(uid, "")
+
+
+def _ctFromDicom(module, node, folder, monkeypatch):
+    """The panel's CT written as a DICOM series and registered as Slicer's DICOM plugin does
+    (the volume's DICOM.instanceUIDs attribute, the files in the database)."""
+    import datetime as dt
+
+    import slicer
+
+    from BoneOligoMetLib.synthetic.dicom_ct import write_ct_series
+
+    ct = module.mrml.imageFromVolumeNode(node.ctVolume)
+    files = write_ct_series(ct, folder, series_datetime=dt.datetime(2026, 1, 5, 9, 30))
+    database = _DicomDatabase(files)
+    monkeypatch.setattr(slicer, "dicomDatabase", database, raising=False)
+    node.ctVolume.SetAttribute("DICOM.instanceUIDs", " ".join(database.files))
+    return files
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. pydicom: text not in the character set
+def test_export_dicom_writes_a_seg_on_the_ct_series_and_an_sr_with_the_probabilities(
+    loaded, tmp_path, monkeypatch
+):
+    import highdicom as hd
+
+    from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.lesions.dicom_labels import labels_from_dicom
+
+    module, logic, node = loaded
+    files = _ctFromDicom(module, node, tmp_path / "ct", monkeypatch)
+    logic.segmentFromSeeds(node)
+    ids = module.mrml.segmentIds(node.segmentation)
+    names = [module.mrml.segmentName(node.segmentation, i) for i in ids]
+    table = module.mrml.ensureTable(node, "resultsTable", "results")
+    summary = [  # as a classification leaves them; lesion 3 outside the model's domain
+        {"lesion_label": 1, "probability": 0.8, "verdict": "malignant", "met_suv_max": 9.0},
+        {"lesion_label": 2, "probability": 0.25, "verdict": "benign", "met_suv_max": 3.0},
+        {"lesion_label": 3, "probability": "outside model domain", "verdict": "outside"},
+    ]
+    module.tables.fillResults(table, summary, names)
+    table.SetAttribute(
+        module.export.SUMMARY_ATTRIBUTE,
+        json.dumps({"bundle_name": "demo model", "warning": "synthetic demo model"}),
+    )
+    node.exportFolder = str(tmp_path / "out")
+    node.exportDicom = True
+    written = {
+        Path(path).relative_to(tmp_path / "out").as_posix() for path in logic.exportCase(node)
+    }
+    assert {"dicom/seg.dcm", "dicom/sr.dcm", "lesions.nii.gz", "results.csv"} <= written
+
+    ct = read_image(Path(files[0]).parent)
+    back, rois = labels_from_dicom(tmp_path / "out" / "dicom" / "seg.dcm", ct)
+    exported = read_image(tmp_path / "out" / "lesions.nii.gz")
+    np.testing.assert_array_equal(module._arrayOf(back), module._arrayOf(exported))
+    assert len(rois) == 3
+    sr = hd.sr.srread(str(tmp_path / "out" / "dicom" / "sr.dcm"))
+    assert "synthetic demo model" in sr.SeriesDescription
+    probabilities = {}
+    for group in sr.content.get_volumetric_roi_measurement_groups():
+        label = int(group.tracking_identifier.split()[-1])
+        values = {m.name.value: m.value for m in group.get_measurements()}
+        probabilities[label] = values.get("111047")  # probability of cancer, %
+    assert probabilities == {1: pytest.approx(80.0), 2: pytest.approx(25.0), 3: None}
+
+
+def test_export_dicom_of_a_ct_not_from_the_dicom_database_is_refused_before_any_file(
+    loaded, tmp_path
+):
+    _module, logic, node = loaded
+    logic.segmentFromSeeds(node)
+    node.exportFolder = str(tmp_path / "out")
+    node.exportDicom = True
+    with pytest.raises(ValueError, match="was not loaded from Slicer's DICOM database"):
+        logic.exportCase(node)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

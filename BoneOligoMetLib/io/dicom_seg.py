@@ -202,7 +202,7 @@ def build_seg(
     algorithm = None
     if algorithm_type != "MANUAL":
         algorithm = hd.AlgorithmIdentificationSequence(
-            name="BoneOligoMet segment (SUV ≥ 2.2 within bone, PET/CT border)",
+            name="BoneOligoMet segment (SUV >= 2.2 within bone, PET/CT border)",
             family=code(REGION_GROWING_FAMILY),
             version=software_version(),
         )

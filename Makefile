@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# PyTorch: TORCH=cpu installs its CPU build ("+cpu", ~200 MB, from PyTorch's CPU wheel index),
+# PyTorch: TORCH=cpu installs its CPU build ("+cpu", a 192 MB wheel, from PyTorch's CPU wheel index),
 # never the multi-GB CUDA build a plain `pip install torch` resolves on Linux; TORCH=cuda takes
 # PyPI's default build, which bundles CUDA. The default follows the machine: cuda where
 # nvidia-smi runs, else cpu. pyradiomics comes as pyradiomics-bhklab 3.1.4 (PyPI), which builds

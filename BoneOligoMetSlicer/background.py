@@ -126,14 +126,7 @@ class BackgroundProcess:
         self.process.terminate()
 
     def wait(self, timeoutSeconds: Optional[float] = None) -> None:
-        started = time.monotonic()
-        while not self.finished:
-            self._poll()
-            slicer.app.processEvents()
-            if timeoutSeconds is not None and time.monotonic() - started > timeoutSeconds:
-                self.cancel()
-                timeoutSeconds = None  # let the cancel finish the job
-            time.sleep(0.05)
+        _waitFor(self, self._poll, timeoutSeconds)
 
 
 class ClassificationJob:
@@ -200,15 +193,7 @@ class ClassificationJob:
     def wait(self, timeoutSeconds: Optional[float] = None) -> None:
         """Blocks until the job is over, keeping the GUI alive (self-test, scripts); past
         ``timeoutSeconds`` it is cancelled."""
-        started = time.monotonic()
-        while not self.finished:
-            if self.worker is not None:
-                self.worker.poll()
-            slicer.app.processEvents()
-            if timeoutSeconds is not None and time.monotonic() - started > timeoutSeconds:
-                self.cancel()
-                timeoutSeconds = None  # let the cancel finish the job
-            time.sleep(0.05)
+        _waitFor(self, lambda: self.worker is not None and self.worker.poll(), timeoutSeconds)
 
 
 class ClassifierWorker:
@@ -460,3 +445,16 @@ def readResult(job):
     finally:
         job.lesions = None
         shutil.rmtree(job.folder, ignore_errors=True)
+
+
+def _waitFor(job, poll, timeoutSeconds: Optional[float]) -> None:
+    """Until ``job.finished``: ``poll()``, Qt events, and ``job.cancel()`` once past
+    ``timeoutSeconds`` (the cancel then finishes the job)."""
+    started = time.monotonic()
+    while not job.finished:
+        poll()
+        slicer.app.processEvents()
+        if timeoutSeconds is not None and time.monotonic() - started > timeoutSeconds:
+            job.cancel()
+            timeoutSeconds = None
+        time.sleep(0.05)

@@ -4,7 +4,7 @@
 
 ``BoneOligoMetSyntheticPatient.png`` is a fused PET/CT slice of the synthetic sample patient,
 through the library's own figure code. The README's views of the panel's display are rendered by
-Slicer's own slice-view code: ``python Testing/slicer_views.py Resources/Screenshots``.
+Slicer's own slice-view code: ``python Testing/slicer/slicer_views.py Resources/Screenshots``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A slice view as Slicer's ``qMRMLSliceWidget`` (and ``trame-slicer``'s ``SliceVie
 without Qt: a render window (offscreen; VTK's wheel renders through EGL, no X server), the slice
 logic's blended layers (background, foreground, label) as a 2D image actor, and Slicer's slice-view
 displayable managers for what is drawn on top: segmentations (fill and outline), colour legends,
-markups. ``python Testing/slicer_views.py [FOLDER]`` runs the panel's steps on the synthetic
+markups. ``python Testing/slicer/slicer_views.py [FOLDER]`` runs the panel's steps on the synthetic
 patient (classification with the packaged demo model) and writes the README's figures.
 """
 
@@ -147,7 +147,7 @@ def renderReading(folder):
     import pytest
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from slicer_shims import SlicerCore
 
     folder = Path(folder)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "BoneOligoMet.py"
 # The module's helpers (background job, dependency installer), imported by BoneOligoMet.py.
 HELPERS = tuple(sorted((ROOT / "BoneOligoMetSlicer").glob("*.py")))

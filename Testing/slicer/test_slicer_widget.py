@@ -14,7 +14,7 @@ import pytest
 from slicer_shims import unavailableReason
 from test_slicer_logic import OURS, core, importModule  # noqa: F401 - the shared session fixture
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UI_NAMES = {w.get("name") for w in ET.parse(ROOT / "Resources/UI/BoneOligoMet.ui").iter("widget")}
 pytestmark = pytest.mark.skipif(unavailableReason() is not None, reason=str(unavailableReason()))
 

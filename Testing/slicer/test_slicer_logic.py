@@ -1,7 +1,7 @@
 """The module's Logic and its self-test on real Slicer MRML (the ``slicer-core`` wheel).
 
 Nodes, segmentations, the Segmentations module's export and import, tables, colours, transforms
-and ``slicer.util`` are Slicer's own code; ``Testing/slicer_shims.py`` stands in only for what the
+and ``slicer.util`` are Slicer's own code; ``Testing/slicer/slicer_shims.py`` stands in only for what the
 wheel lacks (Qt, ``slicer.app``, ``slicer.modules``, Slicer's source-tree Python modules) and says
 why for each. Each bug found by running on real MRML has a test here that fails without its fix.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from slicer_shims import SlicerCore, unavailableReason
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(unavailableReason() is not None, reason=str(unavailableReason()))
 OURS = ("BoneOligoMet", "BoneOligoMetSlicer")
 # Nodes a temporary labelmap leaves behind when it is not cleaned up.

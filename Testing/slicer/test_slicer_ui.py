@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "BoneOligoMet.py"
 UI = ROOT / "Resources" / "UI" / "BoneOligoMet.ui"
 PARAMETER_NODE = "BoneOligoMetParameterNode"

@@ -25,7 +25,7 @@ from BoneOligoMetLib.io.rtstruct import RTSTRUCT_STORAGE, rasterise_roi, read_rt
 from BoneOligoMetLib.io.suv import pet_dicom_to_suv
 from BoneOligoMetLib.lesions.dicom_labels import labels_from_dicom, read_reference
 
-MIRP = Path(__file__).parent / "data" / "mirp_sts_001_pet"
+MIRP = Path(__file__).resolve().parents[1] / "data" / "mirp_sts_001_pet"
 # MIRP's published mask (mirp_mask.nii.gz) holds this many voxels of GTV_Mass_PET (measured).
 MIRP_VOXELS = 5095
 # MIRP's own expectations for this patient and ROI (test/pet_suv_conversion_test.py,

@@ -1,7 +1,7 @@
 """The module's Logic and its self-test on real Slicer MRML (the ``slicer-core`` wheel).
 
 Nodes, segmentations, the Segmentations module's export and import, tables, colours, transforms
-and ``slicer.util`` are Slicer's own code; ``Testing/slicer/slicer_shims.py`` stands in only for what the
+and ``slicer.util`` are Slicer's own code; ``slicer_shims.py`` stands in only for what the
 wheel lacks (Qt, ``slicer.app``, ``slicer.modules``, Slicer's source-tree Python modules) and says
 why for each. Each bug found by running on real MRML has a test here that fails without its fix.
 """
@@ -622,3 +622,23 @@ def test_export_dicom_of_a_ct_not_from_the_dicom_database_is_refused_before_any_
     with pytest.raises(ValueError, match="was not loaded from Slicer's DICOM database"):
         logic.exportCase(node)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_export_dicom_without_highdicom_says_why_and_writes_nothing(loaded, tmp_path, monkeypatch):
+    """Slicer ships pydicom 2.4 and highdicom needs pydicom 3: the panel never installs it and
+    says so, before any file is written."""
+    import importlib.util
+
+    _module, logic, node = loaded
+    findSpec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "highdicom" else findSpec(name, *a),
+    )
+    logic.segmentFromSeeds(node)
+    node.exportFolder = str(tmp_path / "out")
+    node.exportDicom = True
+    with pytest.raises(ValueError, match="DICOM export needs highdicom, which needs pydicom 3"):
+        logic.exportCase(node)
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,9 @@ and calls the library. Nothing clinical or numerical lives here.
 Classification runs in a background process (``Resources/Scripts/classify_worker.py`` under
 PythonSlicer) that ``BoneOligoMetSlicer.background`` keeps warm between classifications and
 follows; the classifier's packages are checked and, after asking, installed by
-``BoneOligoMetSlicer.dependencies``.
+``BoneOligoMetSlicer.dependencies``. The whole-body candidate search (*Find candidate lesions*)
+runs in a process of its own (``Resources/Scripts/candidates_worker.py``,
+``BoneOligoMetSlicer.candidates``).
 """
 
 import importlib
@@ -41,7 +43,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from BoneOligoMetSlicer import background, dependencies, display, export, mrml, tables
+from BoneOligoMetSlicer import background, candidates, dependencies, display, export, mrml, tables
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 RESOURCES_DIR = os.path.join(MODULE_DIR, "Resources")
@@ -54,6 +56,9 @@ SEGMENTATION_METHODS = ("petct", "pet")  # lesions.segment: PET+CT border, plain
 DEVICES = ("auto", "cpu", "cuda")
 DEMO_MODEL_STATUS = "Packaged demo model: synthetic demo model — not for clinical use"
 SEED_TAG = "BoneOligoMet.seed"  # marks segments grown from seed points (re-growing replaces them)
+CANDIDATES_TAG = "BoneOligoMet.candidates"  # marks the point list the candidate search fills
+CANDIDATES_NAME = "Candidate lesions"
+MAX_CANDIDATES = 10  # the best-ranked candidates shown as seed points
 # Slicer 5.8: parameterNodeWrapper's QLabel <-> str connector (the status lines) and Python 3.9.
 MINIMUM_SLICER = (5, 8)
 MINIMUM_SLICER_TEXT = "5.8"
@@ -195,6 +200,7 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadPetDicomButton.connect("clicked(bool)", self.onLoadPetDicom)
         self.ui.fusedDisplayButton.connect("clicked(bool)", self.onFusedDisplay)
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditor)
+        self.ui.findCandidatesButton.connect("clicked(bool)", self.onFindCandidates)
         self.ui.segmentFromSeedsButton.connect("clicked(bool)", self.onSegmentFromSeeds)
         self.ui.checkRulesButton.connect("clicked(bool)", self.onCheckRules)
         self.ui.includePartsButton.connect("clicked(bool)", self.onIncludeParts)
@@ -216,7 +222,7 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onReload(self) -> None:
         """Developer mode's Reload: the helper package first, so that its edits take effect too."""
-        for helper in (mrml, tables, display, export, background, dependencies):  # imports first
+        for helper in (mrml, tables, display, export, background, candidates, dependencies):
             importlib.reload(helper)
         ScriptedLoadableModuleWidget.onReload(self)
 
@@ -262,6 +268,7 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         idle = self._job is None
         self.ui.fusedDisplayButton.enabled = images
         self.ui.segmentEditorButton.enabled = bool(node.ctVolume)
+        self.ui.findCandidatesButton.enabled = images and idle
         self.ui.segmentFromSeedsButton.enabled = images and bool(node.seedPoints)
         self.ui.checkRulesButton.enabled = images and bool(node.segmentation)
         self.ui.includePartsButton.enabled = images and bool(node.ruleTable)
@@ -310,6 +317,32 @@ class BoneOligoMetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
             editor.setSegmentationNode(segmentation)
             editor.setSourceVolumeNode(self._parameterNode.ctVolume)
+
+    def onFindCandidates(self) -> None:
+        """Candidate lesions as seed points, found in a background process followed by a
+        progress dialog (Cancel stops it)."""
+        with slicer.util.tryWithErrorDisplay(
+            _("Failed to start the candidate search."), waitCursor=True
+        ):
+            job = self.logic.findCandidates(
+                self._parameterNode, self._onProgress, self._onCandidatesDone
+            )
+            self._follow(job, _("Looking for candidate lesions..."))
+
+    def _onCandidatesDone(self, job) -> None:
+        self._endJob()  # a closed scene cancelled the job and left no parameter node
+        with slicer.util.tryWithErrorDisplay(_("The candidate search failed."), waitCursor=True):
+            found = self.logic.finishCandidates(self._parameterNode, job)
+            if found is None:
+                slicer.util.showStatusMessage(_("Candidate search cancelled."), 5000)
+            else:
+                slicer.util.showStatusMessage(
+                    _(
+                        "{count} candidate lesions as seed points: automatic proposals, "
+                        "confirm each (delete, move, add), then grow them"
+                    ).format(count=len(found)),
+                    10000,
+                )
 
     def onSegmentFromSeeds(self) -> None:
         with slicer.util.tryWithErrorDisplay(
@@ -564,6 +597,56 @@ class BoneOligoMetLogic(ScriptedLoadableModuleLogic):
         mrml.replaceTaggedSegments(segmentation, SEED_TAG, grown.labels, grownSeeds)
         self.updateLesionClinicalTable(parameterNode)
         return problems
+
+    def findCandidates(self, parameterNode, onProgress=None, onCompleted=None):
+        """Looks for candidate bone lesions over the whole body (BoneOligoMetLib.lesions.candidates)
+        in a background process; returns the job.
+
+        ``onCompleted(job)`` is called on the GUI thread; pass the job to finishCandidates.
+        """
+        ct, suv = self._images(parameterNode)
+        return candidates.startCandidates(ct, suv, MAX_CANDIDATES, onProgress, onCompleted)
+
+    def finishCandidates(self, parameterNode, job):
+        """Puts a finished search's candidates, best first, into the seed points and centres the
+        views on the first; returns them (dicts: name, rank, point_lps, suv_max, score, site,
+        why, note), None when the search was cancelled, an error when it failed.
+
+        The points are named with rank and SUVmax ("C1 SUV 4.1"; the reason and the site in
+        each point's description) in a point list of their own ("Candidate lesions", filled
+        again by the next search), which becomes the seed points: the reader's own seed list
+        stays in the scene. They are automatic proposals that the reader must confirm.
+        ``parameterNode`` None (the scene was closed, which cancels the job): nothing is shown.
+        """
+        from BoneOligoMetLib.io.coords import lps_to_ras
+
+        found = candidates.readCandidates(job)
+        if found is None or parameterNode is None:
+            return None
+        seeds = self._candidatePoints(parameterNode)
+        seeds.RemoveAllControlPoints()
+        for candidate in found:
+            index = seeds.AddControlPoint(*lps_to_ras(candidate["point_lps"]), candidate["name"])
+            seeds.SetNthControlPointDescription(
+                index, f"{candidate['site']}: {candidate['why']} ({candidate['note']})"
+            )
+        parameterNode.seedPoints = seeds
+        if found:
+            display.jumpToPoint(lps_to_ras(found[0]["point_lps"]))
+        return found
+
+    def _candidatePoints(self, parameterNode):
+        """The point list the candidate search fills: the seed points when they are it, else
+        the scene's one, else a new one."""
+        seeds = parameterNode.seedPoints
+        if seeds is not None and seeds.GetAttribute(CANDIDATES_TAG):
+            return seeds
+        for node in slicer.util.getNodesByClass("vtkMRMLMarkupsFiducialNode"):
+            if node.GetAttribute(CANDIDATES_TAG):
+                return node
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", CANDIDATES_NAME)
+        node.SetAttribute(CANDIDATES_TAG, "1")
+        return node
 
     def _assess(self, parameterNode):
         """The library's ROI-rule report on the segmentation; (report, lesions, segment IDs)."""

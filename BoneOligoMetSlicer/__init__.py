@@ -4,6 +4,7 @@
 image, table nodes <-> rows. ``tables``: the panel's clinical, rule and result tables.
 ``display``: the fused PET/CT, the probability overlay and its legend. ``export``: the case to a
 folder. ``background``: the classifier's worker process and pip, followed from the GUI thread.
+``candidates``: the whole-body candidate search in a worker process of its own.
 ``dependencies``: which of ``Resources/requirements.txt`` this Slicer lacks and how to install it
 without replacing Slicer's own packages.
 

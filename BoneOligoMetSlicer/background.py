@@ -433,18 +433,26 @@ def readResult(job):
     from BoneOligoMetLib.classify import probability_overlay
 
     try:
-        if job.cancelled:
+        summary = readJobResult(job, "The classifier")
+        if summary is None:
             return None
-        if job.returnCode != 0 or job.resultFile is None:
-            detail = job.errorMessage or "\n".join(job.log[-10:])
-            raise RuntimeError(f"The classifier stopped (status {job.returnCode}): {detail}")
-        with open(job.resultFile, encoding="utf-8") as handle:
-            summary = json.load(handle)
         probabilities = {int(k): float(v) for k, v in summary["probabilities"].items()}
         return summary, probability_overlay(job.lesions, job.lesions, probabilities)
     finally:
         job.lesions = None
         shutil.rmtree(job.folder, ignore_errors=True)
+
+
+def readJobResult(job, what: str):
+    """A finished job's result file (JSON), None when it was cancelled; a RuntimeError naming
+    ``what`` stopped, with the worker's message (or the last lines of its log), when it failed."""
+    if job.cancelled:
+        return None
+    if job.returnCode != 0 or job.resultFile is None:
+        detail = job.errorMessage or "\n".join(job.log[-10:])
+        raise RuntimeError(f"{what} stopped (status {job.returnCode}): {detail}")
+    with open(job.resultFile, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def _waitFor(job, poll, timeoutSeconds: Optional[float]) -> None:

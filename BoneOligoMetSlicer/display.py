@@ -95,7 +95,12 @@ def jumpToSegment(segmentation, segmentName) -> bool:
     centre = segmentation.GetSegmentCenterRAS(segmentId)
     if centre is None:
         return False
-    slicer.vtkMRMLSliceNode.JumpAllSlices(
-        slicer.mrmlScene, *centre, slicer.vtkMRMLSliceNode.CenteredJumpSlice
-    )
+    jumpToPoint(centre)
     return True
+
+
+def jumpToPoint(ras) -> None:
+    """Centres the slice views on a point (RAS mm)."""
+    slicer.vtkMRMLSliceNode.JumpAllSlices(
+        slicer.mrmlScene, *ras, slicer.vtkMRMLSliceNode.CenteredJumpSlice
+    )

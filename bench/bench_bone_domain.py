@@ -8,7 +8,9 @@ lesion's mask and one sphere of 6–15 mm radius in each of liver, spleen, kidne
 (where the patient has them), on the rule checks' own crop: the fraction outside the bone mask
 and the median distance of the mask's voxels to the nearest voxel ≥ the bone threshold. It prints
 how many of each would be called "not a bone lesion" (RuleConfig.not_bone_*) and the largest
-distance of a true bone lesion, the numbers the README quotes.
+distance of a true bone lesion, and how many of the lesions confined to bone (the generator's
+``outside_bone_mm`` 0: their cortex intact) lie more than 10 % outside the bone mask: the numbers
+the README quotes.
 """
 
 from __future__ import annotations
@@ -63,11 +65,14 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=130)
     args = parser.parse_args()
     config, rng = RuleConfig(), np.random.default_rng(0)
-    bone_rows, soft_rows = [], []
+    bone_rows, soft_rows, confined = [], [], []
     for seed in range(args.first, args.first + args.patients):
         patient = generate_patient(seed, "small")
+        kept = {lesion.label for lesion in patient.lesions if lesion.outside_bone_mm == 0}
         for label in sorted(label_regions(patient.lesion_labels)):
             bone_rows.append(measure(patient.ct, patient.lesion_labels, label, config))
+            if label in kept:
+                confined.append(bone_rows[-1][0])
         for tissue in SOFT:
             image = sphere(patient, tissue, rng)
             if image is not None:
@@ -83,6 +88,10 @@ def main() -> None:
         f"{len(bone_rows)} bone lesions: {mostly} ({mostly / len(bone_rows):.0%}) mostly "
         f"outside the bone mask, largest median distance to bone "
         f"{max(d for _, d in bone_rows):.1f} mm; called not a bone lesion: {not_bone(bone_rows)}"
+    )
+    print(
+        f"{len(confined)} of them confined to bone: {sum(f > 0.1 for f in confined)} more than "
+        f"10 % outside the bone mask (largest {max(confined, default=0.0):.1%})"
     )
     n_soft = not_bone(soft_rows)
     print(

@@ -23,6 +23,7 @@ COMMANDS = {
     "metabolic": "metabolic",
     "phantom": "phantom",
     "segment": "segment",
+    "candidates": "candidates",
     "check": "check",
     "radiomics": "radiomics",
     "extract": "extract",

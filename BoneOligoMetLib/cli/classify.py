@@ -20,7 +20,14 @@ def _clinical(text: str) -> tuple[str, str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ct", required=True, help="CT image or DICOM folder (HU)")
     parser.add_argument("--pet", required=True, help="PET as SUV image, or a PET DICOM folder")
-    parser.add_argument("--lesions", required=True, help="lesion label image (one label each)")
+    lesions = parser.add_mutually_exclusive_group(required=True)
+    lesions.add_argument("--lesions", help="lesion label image (one label each)")
+    lesions.add_argument(
+        "--find-lesions", action="store_true",
+        help="no lesion image: classify the automatic candidates (`candidates`), grown into "
+        "ROIs; automatic proposals that a reader must confirm (also written: candidates.csv, "
+        "lesions.nii.gz)",
+    )  # fmt: skip
     parser.add_argument(
         "--clinical", type=_clinical, action="append", default=[], metavar="KEY=VALUE",
         help="clinical value: age=61, subtype=HR+; per lesion: site:2=pelvis, bone_change:1=mixed",
@@ -51,6 +58,11 @@ def _parse_clinical(pairs) -> dict:
     return clinical
 
 
+def _span(progress, low: float, high: float):
+    """``progress`` for a step that reports 0…1, shown as ``low``…``high`` of the whole bar."""
+    return lambda fraction, message: progress(low + (high - low) * fraction, message)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -59,14 +71,17 @@ def run(args: argparse.Namespace) -> int:
     from BoneOligoMetLib.errors import BoneOligoMetError, BundleError
     from BoneOligoMetLib.image.geometry import same_grid
     from BoneOligoMetLib.image.labels import label_image
-    from BoneOligoMetLib.io.images import read_image
+    from BoneOligoMetLib.io.images import read_image, write_image
     from BoneOligoMetLib.io.suv import pet_dicom_to_suv, read_suv_image
+    from BoneOligoMetLib.lesions import candidates
     from BoneOligoMetLib.models.bundle import default_bundle_path, load_bundle
     from BoneOligoMetLib.report.patient import write_overlay, write_results
+    from BoneOligoMetLib.report.patient_html import candidates_section
 
     clinical = _parse_clinical(args.clinical)
     seed = to_lps(args.liver_seed, args.ras)
-    name = Path(args.lesions).name
+    name = "automatic candidates" if args.find_lesions else Path(args.lesions).name
+    notice, found = "", None
     with progress_bar("classify") as progress:
         progress(0.0, "loading the model")  # every input is checked before the images are read
         bundle = load_bundle(args.model or default_bundle_path(), args.device)
@@ -87,7 +102,20 @@ def run(args: argparse.Namespace) -> int:
             suv, suv_parameters = pet_dicom_to_suv(args.pet)
         else:
             suv = read_suv_image(args.pet)
-        lesions = label_image(read_image(args.lesions), args.lesions)
+        classify_progress = progress
+        if args.find_lesions:
+            found = candidates.find_candidates(ct, suv, progress=_span(progress, 0.05, 0.35))
+            if not found.candidates:
+                raise BoneOligoMetError(
+                    "--find-lesions: no candidate lesion found; nothing written"
+                )
+            lesions = candidates.candidate_rois(
+                ct, suv, found, progress=_span(progress, 0.35, 0.45)
+            )
+            notice = f"lesions found automatically: {candidates.PROPOSAL_NOTE}"
+            classify_progress = _span(progress, 0.45, 1.0)
+        else:
+            lesions = label_image(read_image(args.lesions), args.lesions)
         result = classify_case(
             ct,
             suv,
@@ -95,11 +123,12 @@ def run(args: argparse.Namespace) -> int:
             clinical=clinical,
             bundle=bundle,
             liver_seed_lps_mm=seed,
-            progress=progress,
+            progress=classify_progress,
             device=args.device,
             name=name,
             overlay=False,  # made when written, once the CT is let go (memory)
         )
+    rows = [c.row() for c in found.candidates] if found is not None else []
     write_results(
         result,
         ct,
@@ -107,12 +136,19 @@ def run(args: argparse.Namespace) -> int:
         lesions,
         args.out,
         png=not args.no_png,
-        patient=f"lesions {args.lesions}",
+        patient="automatic candidates" if found is not None else f"lesions {args.lesions}",
         manifest=bundle.manifest,
         suv_parameters=suv_parameters,
         pet_source=str(args.pet),
+        notice=notice,
+        sections=[candidates_section(rows)] if rows else (),
         overlay=False,
     )
+    if found is not None:
+        from BoneOligoMetLib.cli.candidates import write_table
+
+        write_table(rows, str(Path(args.out) / "candidates.csv"))
+        write_image(lesions, Path(args.out) / "lesions.nii.gz")
     reference = lesions if same_grid(lesions, ct) else ct  # the overlay's grid: the CT's
     del ct, suv
     write_overlay(result, lesions, reference, args.out)
@@ -132,5 +168,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if result.warning:
         print(f"WARNING: {result.warning}")
+    if notice:
+        print(f"WARNING: {notice} (lesion label = candidate rank, candidates.csv)")
     print(f"results, overlay, panels and report.html: {args.out}")
     return 0

@@ -38,8 +38,11 @@ def write_overlay(
     return path
 
 
-def panel_title(result: CaseResult, row: Mapping[str, Any], patient: str = "") -> str:
-    """Two lines above a lesion's panel: the model's answer, then the measures and rule flags."""
+def panel_title(
+    result: CaseResult, row: Mapping[str, Any], patient: str = "", notice: str = ""
+) -> str:
+    """Two lines above a lesion's panel: the model's answer (and ``notice``, e.g. that the lesion
+    is an automatic proposal), then the measures and rule flags."""
     label = int(row["lesion_label"])
     who = f"{patient} · " if patient else ""
     if row["malignant"] is None:  # outside the model's domain: no probability
@@ -51,6 +54,8 @@ def panel_title(result: CaseResult, row: Mapping[str, Any], patient: str = "") -
         )
     if result.warning:
         answer += f" — {result.warning}"
+    if notice:
+        answer += f" — {notice}"
     met = lesion_measures(result).get(label, {})
 
     def value(key: str, text: str, digits: int = 2) -> str:
@@ -83,6 +88,7 @@ def write_results(
     pet_source: str = "",
     sections: Sequence[tuple[str, str]] = (),
     overlay: bool = True,
+    notice: str = "",
 ) -> list[Path]:
     """Write the outputs (module docstring) into ``out``; the paths written.
 
@@ -90,7 +96,8 @@ def write_results(
     in titles; ``manifest`` is the bundle's (the report's model card); ``suv_parameters`` how the
     SUV was derived from DICOM (else ``pet_source`` names the SUV image given); ``sections``:
     extra (title, HTML) sections for the report; ``overlay=False`` leaves overlay.nii.gz to
-    :func:`write_overlay`.
+    :func:`write_overlay`; ``notice`` (e.g. that the lesions are automatic proposals) goes into
+    results.json, the panels' titles and the report.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +113,8 @@ def write_results(
         "device": result.device,
         "lesions": result.rows,
     }
+    if notice:
+        summary["notice"] = notice
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     written.append(out / "results.json")
     if overlay:
@@ -121,7 +130,7 @@ def write_results(
                 planes,
                 label,
                 out / f"lesion_{label}.png",
-                title=panel_title(result, row, patient),
+                title=panel_title(result, row, patient, notice),
                 liver_suv_mean=liver,
             )
         overview = mip_png(
@@ -144,6 +153,7 @@ def write_results(
         pet_source=pet_source,
         sections=sections,
         files=names,
+        notice=notice,
     )
     (out / "report.html").write_text(page, encoding="utf-8")
     written.append(out / "report.html")

@@ -298,6 +298,30 @@ def _ci(metrics: Mapping[str, Any], key: str) -> str:
     return f"{value:.3f} [{low:.3f}–{high:.3f}]"
 
 
+def candidates_section(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """A (title, HTML) report section: the automatic candidates that became the lesions (their
+    rank is the lesion's label), as ``lesions.candidates.Candidate.row`` gives them."""
+    header = ("Lesion (rank)", "X, Y, Z (LPS mm)", "SUVmax", "mL", "Site", "Score", "Why")
+    cells = [
+        (
+            int(r["rank"]),
+            f"{r['x']:.1f}, {r['y']:.1f}, {r['z']:.1f}",
+            f"{r['suvmax']:.2f}",
+            f"{r['volume_ml']:.2f}",
+            r["site"],
+            f"{r['score']:.3f}",
+            r["why"],
+        )
+        for r in rows
+    ]
+    return (
+        "Automatic candidates",
+        _table(header, cells)
+        + '<p class="note">Found by the candidate finder (ranking trained on synthetic patients): '
+        "automatic proposals that a reader must confirm.</p>",
+    )
+
+
 def render_patient_html(
     result: CaseResult,
     *,
@@ -309,14 +333,18 @@ def render_patient_html(
     pet_source: str = "",
     sections: Sequence[tuple[str, str]] = (),
     files: Sequence[str] = (),
+    notice: str = "",
 ) -> str:
     """The page (a string). ``panels``: lesion label → its PNG; ``overview``: the MIP PNG;
     ``manifest``: the bundle's; ``sections``: extra (title, HTML) sections at the end (the demo's
-    ground truth and run log); ``files``: the output files to list."""
+    ground truth and run log); ``files``: the output files to list; ``notice``: a banner (e.g.
+    that the lesions are automatic proposals)."""
     panels = panels or {}
     body = [f"<h1>BoneOligoMet — {_esc(patient)}</h1>"]
     if result.warning:
         body.append(f'<p class="banner"><b>{_esc(result.warning)}</b></p>')
+    if notice:
+        body.append(f'<p class="banner"><b>{_esc(notice)}</b></p>')
     body.append("<h2>Lesions</h2>")
     body.append(_lesion_table(result))
     body.append(

@@ -16,7 +16,8 @@ to show the bone around it.
 the overview a PET report opens with.
 
 :func:`fused_slice_png`: a whole axial slice, fused, with every lesion's outline (the phantom's
-``--png`` preview).
+``--png`` preview). :func:`anatomy_views_png`: axial, coronal and sagittal slices of a whole
+study in a bone window with the hot PET over them (how a synthetic patient's anatomy looks).
 
 Display follows the radiological convention: the patient's right on the image's left; anterior up
 on axial images, superior up on coronal ones. Images are first turned to LPS axes
@@ -607,4 +608,61 @@ def fused_slice_png(
     axes.set_axis_off()
     z_mm = ct.TransformIndexToPhysicalPoint((0, 0, k))[2]
     figure.suptitle(title or f"fused PET/CT, z = {z_mm:.1f} mm (SUV {low:g}–{high:g})", fontsize=9)
+    return _save(figure, path)
+
+
+def anatomy_views_png(
+    ct: sitk.Image,
+    pet_suv: sitk.Image,
+    path: Union[str, Path],
+    axial_mm: tuple[float, ...] = (505.0, 400.0, 180.0, 80.0, 0.0),
+    coronal_mm: float = 30.0,
+    sagittal_mm: float = 0.0,
+    window_hu: tuple[float, float] = (1500.0, 400.0),
+    title: Optional[str] = None,
+) -> Path:
+    """Axial slices at ``axial_mm`` (z, LPS), a coronal (y = ``coronal_mm``) and a sagittal
+    (x = ``sagittal_mm``) slice of ``ct`` in a bone window, with the SUV ≥ 2 overlaid: how the
+    synthetic skeleton and its physiological uptake look (radiological orientation)."""
+    from matplotlib.figure import Figure  # no pyplot: never touches the host's backend
+
+    array = sitk.GetArrayFromImage(ct).astype(np.float32)
+    pet = sitk.GetArrayFromImage(resample_pet_to_ct(pet_suv, ct))
+    spacing = ct.GetSpacing()
+    width, level = window_hu
+
+    def index(axis: int, value: float) -> int:
+        point = list(ct.GetOrigin())
+        point[axis] = value
+        k = ct.TransformPhysicalPointToIndex(point)[axis]
+        return int(np.clip(k, 0, ct.GetSize()[axis] - 1))
+
+    figure = Figure(figsize=(3.0 * len(axial_mm), 9.0), dpi=100)
+    grid = figure.add_gridspec(2, max(len(axial_mm), 2), height_ratios=(1.0, 1.9))
+    views = [(array[index(2, z)], pet[index(2, z)], f"axial z = {z:g} mm", spacing[1] / spacing[0])
+             for z in axial_mm]  # fmt: skip
+    j, i = index(1, coronal_mm), index(0, sagittal_mm)
+    lower = [
+        (array[::-1, j, :], pet[::-1, j, :], f"coronal y = {coronal_mm:g} mm",
+         spacing[2] / spacing[0]),
+        (array[::-1, :, i], pet[::-1, :, i], f"sagittal x = {sagittal_mm:g} mm",
+         spacing[2] / spacing[1]),
+    ]  # fmt: skip
+    half = max(len(axial_mm), 2) // 2
+    places = [grid[0, n] for n in range(len(axial_mm))] + [grid[1, :half], grid[1, half:]]
+    for place, (image, suv, name, aspect) in zip(places, views + lower):
+        rows, columns = np.nonzero(image > -500.0)  # the body, with a margin
+        if rows.size:
+            keep = (slice(max(rows.min() - 5, 0), rows.max() + 6),
+                    slice(max(columns.min() - 5, 0), columns.max() + 6))  # fmt: skip
+            image, suv = image[keep], suv[keep]
+        axes = figure.add_subplot(place)
+        axes.imshow(image, cmap="gray", vmin=level - width / 2, vmax=level + width / 2,
+                    aspect=aspect)  # fmt: skip
+        axes.imshow(np.ma.masked_less(suv, 2.0), cmap="inferno", vmin=0.0, vmax=8.0,
+                    alpha=0.55, aspect=aspect)  # fmt: skip
+        axes.set_title(name, fontsize=9)
+        axes.set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=10)
     return _save(figure, path)

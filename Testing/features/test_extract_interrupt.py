@@ -27,10 +27,15 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals and pr
 LINUX = sys.platform.startswith("linux")
 
 
+LESIONS = 12  # of the cohort below
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
-    """Three small synthetic patients, four lesions (none with more than five: no warnings)."""
-    return generate_cohort(3, seed=5, out_dir=tmp_path_factory.mktemp("cohort"), workers=1)
+    """Ten small synthetic patients, twelve lesions (none with more than five: no warnings): the
+    signal comes after the first lesion's four parts, so the rest must outlast it (four lesions
+    of the generator's small lesions took 0.7 s in all with 2 workers: the run ended first)."""
+    return generate_cohort(10, seed=6, out_dir=tmp_path_factory.mktemp("cohort"), workers=2)
 
 
 def _start(args: list[str], stderr: Path, start_method: str = "") -> subprocess.Popen:
@@ -123,7 +128,7 @@ def test_ctrl_c_stops_the_run_in_one_line_and_the_rerun_resumes(cohort, tmp_path
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
     found = re.fullmatch(
-        r"bone-oligomet extract: interrupted: (\d+) of 4 lesion\(s\) kept in (.+)/; "
+        rf"bone-oligomet extract: interrupted: (\d+) of {LESIONS} lesion\(s\) kept in (.+)/; "
         r"the same command again resumes",
         lines[0],
     )
@@ -134,10 +139,14 @@ def test_ctrl_c_stops_the_run_in_one_line_and_the_rerun_resumes(cohort, tmp_path
     assert not list(parts.rglob("*.tmp"))  # no write left half-done by a stopped worker
     before, finished = _finished_lesions(parts)
     assert 1 <= kept == finished
-    if kept < 4:
+    if kept < LESIONS:
         assert not out.exists()
     summary = extract_cohort(cohort, out)
-    assert (summary.n_reused, summary.n_reused + summary.n_computed, summary.n_ok) == (kept, 4, 4)
+    assert (summary.n_reused, summary.n_reused + summary.n_computed, summary.n_ok) == (
+        kept,
+        LESIONS,
+        LESIONS,
+    )
     after, _ = _finished_lesions(parts)
     assert {k: after[k] for k in before} == before  # nothing finished was written again
 
@@ -174,8 +183,8 @@ def test_a_killed_parent_takes_its_workers_with_it(cohort, tmp_path, start_metho
     rerun.start()
     rerun.join(timeout=120)
     summary = result["s"]
-    assert (summary.n_reused, summary.n_reused + summary.n_computed) == (finished, 4)
-    assert summary.n_ok == 4
+    assert (summary.n_reused, summary.n_reused + summary.n_computed) == (finished, LESIONS)
+    assert summary.n_ok == LESIONS
     after, _ = _finished_lesions(parts)
     assert {k: after[k] for k in before} == before
 
@@ -252,7 +261,8 @@ def test_ctrl_c_with_a_dask_cluster_cancels_the_runs_cases(cohort, tmp_path):
         assert status == 130, stderr
         assert "Traceback" not in stderr
         assert re.fullmatch(
-            r"bone-oligomet extract: interrupted: \d+ of 4 lesion\(s\) kept in .+", stderr.strip()
+            rf"bone-oligomet extract: interrupted: \d+ of {LESIONS} lesion\(s\) kept in .+",
+            stderr.strip(),
         )
         with distributed.Client(cluster.scheduler_address) as client:
             deadline = time.monotonic() + 10

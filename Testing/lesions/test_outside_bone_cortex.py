@@ -1,16 +1,16 @@
-"""Why the demo's haemangioma read 20 % outside bone: the rule measures the CT's bone, and the
-generator paints a confined lesion's HU over the cortex it touches, erasing the cortex there.
+"""The outside-bone rule measures the CT's bone, so a lesion reads outside bone where the CT
+shows no cortex around it.
 
 A fat-density lesion (haemangioma, −50…50 HU) inside a vertebral body whose cortex is intact
-lies wholly inside the bone mask; the same lesion with its cortex replaced by lesion tissue (what
-``synthetic/phantom/lesion_render.rasterize_lesion`` does for a lesion confined to bone) reads
-partly outside, and rightly so: the CT shows no bone there.
+lies wholly inside the bone mask; the same lesion with its cortex replaced by lesion tissue reads
+partly outside, and rightly so: the CT shows no bone there. The generator keeps the cortex of a
+lesion confined to bone (``synthetic/phantom/lesion_render.rasterize_lesion``; it once painted
+the lesion's HU over the cortex it touched, and the demo's haemangioma read 20 % outside bone).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 
 from BoneOligoMetLib.lesions.rules import assess_lesions
@@ -64,11 +64,6 @@ def test_a_lesion_that_replaced_its_cortex_reads_partly_outside_bone():
     assert outside > 0.05  # where the CT shows no bone, the rule finds none
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="synthetic/phantom/lesion_render.rasterize_lesion: a lesion confined to bone "
-    "(outside_bone_mm == 0) takes cortical voxels too and lesion_hu paints its HU over them",
-)
 def test_the_generator_keeps_the_cortex_of_a_confined_lesion():
     from BoneOligoMetLib.synthetic.phantom import generate_patient
     from BoneOligoMetLib.synthetic.phantom.anatomy import Tissue

@@ -21,6 +21,7 @@ from BoneOligoMetLib.models.reference import moved_features
 SLICER_RADIOMICS = "3.1.0.dev12+gabcdef"  # how a SlicerRadiomics build of a later commit reports
 # The parameter digests of the demo bundle as saved before reference cases existed (they mixed
 # in bone-oligomet 0.1.0 and pyradiomics v3.0.1, the versions that manifest records).
+OLD_DEMO_VERSIONS = {"bone-oligomet": "0.1.0", "pyradiomics": "v3.0.1"}
 OLD_DEMO_DIGESTS = {
     "met": "28821c0e35e7e6e8b73201da2c2c27033d19a0366d37bab54f7d06125f2c01f4",
     "ct": "5bb5de2dc1565287ed6bc71e205522195bd9556e892244bfddd65fc29f7f36bb",
@@ -157,6 +158,7 @@ def _old_style(folder):
         path.unlink()
     del manifest["reference"], manifest["settings_digests"]
     manifest["group_digests"] = dict(OLD_DEMO_DIGESTS)
+    manifest["versions"] = {**manifest["versions"], **OLD_DEMO_VERSIONS}  # what it recorded
     manifest["files"] = {k: v for k, v in manifest["files"].items() if "reference" not in k}
     return manifest
 

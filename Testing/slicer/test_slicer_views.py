@@ -155,13 +155,18 @@ def test_the_segment_outline_is_drawn_around_the_lesion(core, monkeypatch, offsc
     segmentation.GetSegmentation().GetSegment(segmentId).SetColor(0.0, 0.0, 1.0)  # pure blue
     display = segmentation.GetDisplayNode()
     display.SetAllSegmentsOpacity2DFill(0.0)  # outline only
+    for other in segmentation.GetSegmentation().GetSegmentIDs():  # lesion 3's outline alone
+        display.SetSegmentVisibility(other, other == segmentId)
     withOutline = view.render()
     display.SetVisibility(False)
     without = view.render()
     changed = np.abs(withOutline.astype(int) - without.astype(int)).max(axis=2) > 30
     blue = withOutline[changed]
     assert changed.sum() > 20
-    assert np.all(blue[:, 2] > blue[:, 0] + 100), "outline pixels are not the segment's blue"
+    # Every changed pixel turns bluer; all but the few where the line is blended with the PET
+    # underneath (anti-aliasing at its ends) are the segment's blue.
+    assert np.all(blue[:, 2].astype(int) > without[changed][:, 2]), "outline pixels not bluer"
+    assert np.mean(blue[:, 2] > blue[:, 0] + 100) > 0.95, "outline not the segment's blue"
     rows, columns = np.nonzero(changed)
     row, column = view.pixelOf(_centre(node, "Lesion 3"))
     assert rows.min() < row < rows.max()  # around the lesion's centre

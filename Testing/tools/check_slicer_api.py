@@ -39,7 +39,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "BoneOligoMet.py"
 # The module's helpers (background job, dependency installer): checked the same way.
 HELPERS = tuple(sorted((ROOT / "BoneOligoMetSlicer").glob("*.py")))

@@ -6,8 +6,11 @@ patient's left, y posterior. Landmarks follow a ~160 cm woman: mid-femur z ≈ �
 heights and subcutaneous fat (tied to weight).
 
 Bones carry a cortical shell (``cortex_mm``; ≥ 2 mm so a 2 mm grid still shows it) around
-cancellous bone; lesions are placed in them by ``lesions``. Paint order: body (fat, muscle),
-organs, then bones: cancellous bone of any bone wins over cortex of another.
+cancellous bone (red marrow; fatty yellow marrow in the femoral shafts); lesions are placed in them
+by ``lesions``. Paint order: body (fat, muscle), bowel, organs, costal cartilages, heart, joint
+spaces (over fat and muscle only), then bones: marrow of any bone wins over cortex of another.
+Bowel, urinary tract and joints are where physiological uptake lies against bone (``physiology``,
+``joints``).
 """
 
 from __future__ import annotations
@@ -19,11 +22,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from BoneOligoMetLib.synthetic.phantom.grid import Grid
+from BoneOligoMetLib.synthetic.phantom.joints import Joint, build_joints, costal_cartilages
+from BoneOligoMetLib.synthetic.phantom.physiology import bowel_shapes, urinary_shapes
 from BoneOligoMetLib.synthetic.phantom.shapes import Capsule, Ellipsoid, Shape, sdf_in_box
 from BoneOligoMetLib.synthetic.phantom.skeleton import Bone, BonePart, build_skeleton
 
 SITES = ("limbs", "vertebrae", "pelvis", "ribs", "skull")  # the study's Table 1
-__all__ = ["BONE_TISSUES", "SITES", "Anatomy", "Bone", "BonePart", "Tissue", "build_anatomy"]
+__all__ = [
+    "BONE_TISSUES",
+    "MARROW_TISSUES",
+    "SITES",
+    "Anatomy",
+    "Bone",
+    "BonePart",
+    "Joint",
+    "Tissue",
+    "build_anatomy",
+]
 
 
 class Tissue(enum.IntEnum):
@@ -43,9 +58,18 @@ class Tissue(enum.IntEnum):
     KIDNEY = 11
     SPLEEN = 12
     CSF = 13
+    CARTILAGE = 14  # costal cartilage
+    YELLOW_MARROW = 15  # fatty marrow of the femoral shafts
+    JOINT = 16  # synovium and joint fluid
+    BOWEL_WALL = 17
+    BOWEL_CONTENT = 18  # gas and faeces
+    RENAL_PELVIS = 19  # urine in the kidney's collecting system
+    URETER = 20
 
 
-BONE_TISSUES = (Tissue.CORTICAL_BONE, Tissue.CANCELLOUS_BONE)
+MARROW_TISSUES = (Tissue.CANCELLOUS_BONE, Tissue.YELLOW_MARROW)
+BONE_TISSUES = (Tissue.CORTICAL_BONE, *MARROW_TISSUES)
+JOINT_OVER = (Tissue.FAT, Tissue.SOFT_TISSUE)  # what a joint space may be painted over
 
 
 @dataclass
@@ -80,6 +104,7 @@ class Anatomy:
     heart: Ellipsoid
     myocardium_mm: float
     liver_seed_mm: tuple[float, float, float]  # deep in the liver: the reference VOI's centre
+    joints: list[Joint] = field(default_factory=list)
 
     def bones_at(self, site: str) -> list[Bone]:
         return [bone for bone in self.bones if bone.site == site]
@@ -88,6 +113,12 @@ class Anatomy:
         for bone in self.bones:
             if bone.name == name:
                 return bone
+        raise KeyError(name)
+
+    def joint(self, name: str) -> Joint:
+        for joint in self.joints:
+            if joint.name == name:
+                return joint
         raise KeyError(name)
 
     def rasterize(self, grid: Grid) -> np.ndarray:
@@ -105,6 +136,12 @@ class Anatomy:
             sdf = sdf_in_box(self.heart, box)
             labels[box.slices][sdf <= 0] = Tissue.MYOCARDIUM
             labels[box.slices][sdf <= -self.myocardium_mm] = Tissue.BLOOD
+        for joint in self.joints:
+            box = grid.box(*joint.space.bounds())
+            if box.empty:
+                continue
+            view = labels[box.slices]
+            view[(sdf_in_box(joint.space, box) <= 0) & np.isin(view, JOINT_OVER)] = Tissue.JOINT
         for bone in self.bones:
             for part in bone.parts:
                 box = grid.box(*part.shape.bounds())
@@ -112,8 +149,9 @@ class Anatomy:
                     continue
                 sdf = sdf_in_box(part.shape, box)
                 view = labels[box.slices]
-                view[(sdf <= 0) & (view != Tissue.CANCELLOUS_BONE)] = Tissue.CORTICAL_BONE
-                view[sdf <= -part.cortex_mm] = Tissue.CANCELLOUS_BONE
+                view[(sdf <= 0) & ~np.isin(view, MARROW_TISSUES)] = Tissue.CORTICAL_BONE
+                marrow = Tissue.YELLOW_MARROW if part.yellow_marrow else Tissue.CANCELLOUS_BONE
+                view[sdf <= -part.cortex_mm] = marrow
         return labels
 
     def _paint_body(self, grid: Grid, labels: np.ndarray) -> None:
@@ -230,16 +268,26 @@ def build_anatomy(params: AnatomyParameters) -> Anatomy:
 
     bladder_scale = params.bladder_fill ** (1.0 / 3.0)
     heart = Ellipsoid(p(22, -45, 390), (55 * ws, 45 * ws, 55 * zs))
-    organs: list[tuple[Tissue, Shape]] = [
+    bones = build_skeleton(ws, zs)
+    bowel, lumina = bowel_shapes(ws, zs)
+    pelves, ureters = urinary_shapes(ws, zs)
+    organs: list[tuple[Tissue, Shape]] = [(Tissue.BOWEL_WALL, shape) for shape in bowel]
+    organs += [(Tissue.BOWEL_CONTENT, shape) for shape in lumina]
+    organs += [
         (Tissue.LUNG, Ellipsoid(p(-72, -5, 440), (55 * ws, 80 * ws, 140 * zs))),
         (Tissue.LUNG, Ellipsoid(p(72, -5, 445), (55 * ws, 80 * ws, 135 * zs))),
         (Tissue.LIVER, Ellipsoid(p(-50, -10, 255), (80 * ws, 85 * ws, 75 * zs))),
         (Tissue.SPLEEN, Ellipsoid(p(92, 40, 275), (32 * ws, 28 * ws, 50 * zs))),
         (Tissue.KIDNEY, Ellipsoid(p(-70, 45, 220), (27 * ws, 25 * ws, 55 * zs))),
         (Tissue.KIDNEY, Ellipsoid(p(70, 45, 230), (27 * ws, 25 * ws, 55 * zs))),
-        (Tissue.BLOOD, Capsule(p(15, 25, 470), p(5, 5, 150), 11.0 * ws)),
-        (Tissue.BLOOD, Capsule(p(15, 25, 470), p(5, -30, 492), 12.0 * ws)),
+        *[(Tissue.RENAL_PELVIS, shape) for shape in pelves],
+        *[(Tissue.URETER, shape) for shape in ureters],
+        # aorta: descending in front and left of the vertebral bodies, arch, ascending; IVC
+        (Tissue.BLOOD, Capsule(p(18, 30, 470), p(24, 18, 380), 11.0 * ws)),
+        (Tissue.BLOOD, Capsule(p(24, 18, 380), p(16, -22, 110), 11.0 * ws)),
+        (Tissue.BLOOD, Capsule(p(18, 30, 470), p(5, -30, 492), 12.0 * ws)),
         (Tissue.BLOOD, Capsule(p(5, -30, 492), p(5, -35, 420), 13.0 * ws)),
+        (Tissue.BLOOD, Capsule(p(-22, -12, 110), p(-24, 5, 250), 10.0 * ws)),
         (
             Tissue.BLADDER,
             Ellipsoid(
@@ -250,8 +298,7 @@ def build_anatomy(params: AnatomyParameters) -> Anatomy:
         (Tissue.CSF, Ellipsoid(p(0, 5, 730), (64 * ws, 82 * ws, 78 * zs))),
         (Tissue.BRAIN, Ellipsoid(p(0, 5, 732), (60 * ws, 78 * ws, 74 * zs))),
     ]
-
-    bones = build_skeleton(ws, zs)
+    organs += [(Tissue.CARTILAGE, shape) for shape in costal_cartilages(bones, ws, zs)]
     return Anatomy(
         body=body,
         organs=organs,
@@ -259,6 +306,7 @@ def build_anatomy(params: AnatomyParameters) -> Anatomy:
         heart=heart,
         myocardium_mm=10.0,
         liver_seed_mm=p(-50, -10, 255),
+        joints=build_joints(bones, ws, zs),
     )
 
 

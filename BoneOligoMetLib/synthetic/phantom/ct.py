@@ -1,14 +1,17 @@
 """Non-contrast CT (HU) of a synthetic patient: tissue values, bone texture, lesions, blur, noise.
 
 Values follow DESIGN.md's table (120 kV, no contrast): fat −100, muscle 40, liver 58, lung
-≈ −850, cortical bone 1000–1400 and cancellous bone 150–350 HU (lower with age). Resolution is a
-Gaussian of ``ct_blur_fwhm_mm`` in-plane; noise is white Gaussian, higher in heavier patients.
+≈ −850, cortical bone 1000–1400 and cancellous bone 150–350 HU (lower with age), fatty marrow of
+the femoral shafts −80…0, costal cartilage 110, joint fluid 20, bowel wall 35 with gas (−850) or
+faeces (≈ −60…−20) in the lumen. Resolution is a Gaussian of ``ct_blur_fwhm_mm`` in-plane; noise
+is white Gaussian, higher in heavier patients.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
@@ -17,6 +20,7 @@ from BoneOligoMetLib.synthetic.phantom.anatomy import Tissue
 from BoneOligoMetLib.synthetic.phantom.grid import Grid
 from BoneOligoMetLib.synthetic.phantom.lesion_render import RasterLesion, lesion_hu, paint
 from BoneOligoMetLib.synthetic.phantom.lesions import Lesion
+from BoneOligoMetLib.synthetic.phantom.physiology import Physiology
 
 HU_MIN, HU_MAX = -1024, 3071  # 12-bit CT range stored as int16
 
@@ -28,6 +32,7 @@ class CtParameters:
     cortical_hu: float
     cancellous_hu: float
     noise_hu: float
+    yellow_marrow_hu: float = -40.0  # set from the patient's physiology
 
     @classmethod
     def sample(
@@ -57,6 +62,13 @@ class CtParameters:
         hu[Tissue.KIDNEY] = 30.0
         hu[Tissue.SPLEEN] = 45.0
         hu[Tissue.CSF] = 8.0
+        hu[Tissue.CARTILAGE] = 110.0
+        hu[Tissue.YELLOW_MARROW] = self.yellow_marrow_hu
+        hu[Tissue.JOINT] = 20.0
+        hu[Tissue.BOWEL_WALL] = 35.0
+        hu[Tissue.BOWEL_CONTENT] = -40.0  # faeces; gas where the physiology says
+        hu[Tissue.RENAL_PELVIS] = 8.0
+        hu[Tissue.URETER] = 10.0
         return hu
 
 
@@ -67,6 +79,7 @@ def synthesize_ct(
     params: CtParameters,
     blur_fwhm_mm: float,
     rng: np.random.Generator,
+    physiology: Optional[Physiology] = None,
 ) -> np.ndarray:
     """The CT (int16 HU, (z, y, x)) of ``tissues`` with ``lesions`` painted in."""
     ct = params.table()[tissues]
@@ -74,6 +87,13 @@ def synthesize_ct(
     for tissue, sd in ((Tissue.CANCELLOUS_BONE, 45.0), (Tissue.LUNG, 40.0)):
         where = tissues == tissue
         ct[where] += rng.normal(0.0, sd, int(np.count_nonzero(where))).astype(np.float32)
+    if physiology is not None:  # gas pockets and mottled faeces in the bowel
+        kk, jj, ii = np.nonzero(tissues == Tissue.BOWEL_CONTENT)
+        if kk.size:
+            x, y, z = grid.axis(0)[ii], grid.axis(1)[jj], grid.axis(2)[kk]
+            gas = physiology.bowel_gas(x, y, z)
+            mottle = 25.0 * physiology.bowel_field(x, y, z)
+            ct[kk, jj, ii] = np.where(gas, -850.0, ct[kk, jj, ii] + mottle).astype(np.float32)
     for lesion, raster in lesions:
         if raster.n_voxels:
             paint(ct, raster, lesion_hu(lesion, raster))

@@ -1,8 +1,9 @@
 """Rasterising lesions on a grid: masks clipped to bone, parts, and CT / FDG values.
 
-Parts label image (``lesion_parts.nii.gz``): 1 viable, 2 necrotic, 3 calcified. A lesion's mask
-is its solid ∩ its own bone ∩ bone tissue; a lesion allowed ``outside_bone_mm`` beyond the bone
-keeps the voxels within that distance of bone tissue (never air).
+Parts label image (``lesion_parts.nii.gz``): 1 viable, 2 necrotic, 3 calcified. A lesion
+confined to bone is its solid ∩ its own bone ∩ marrow: the cortex around it stays intact, as
+the CT shows it; a lesion allowed ``outside_bone_mm`` beyond the bone (one that breaks or
+replaces the cortex) keeps the voxels within that distance of bone tissue (never air).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from BoneOligoMetLib.synthetic.phantom.anatomy import BONE_TISSUES, Tissue
+from BoneOligoMetLib.synthetic.phantom.anatomy import BONE_TISSUES, MARROW_TISSUES, Tissue
 from BoneOligoMetLib.synthetic.phantom.grid import Box, Grid
 from BoneOligoMetLib.synthetic.phantom.lesions import Lesion
 from BoneOligoMetLib.synthetic.phantom.shapes import sdf_in_box
@@ -57,8 +58,8 @@ def rasterize_lesion(lesion: Lesion, bone: Bone, grid: Grid, tissues: np.ndarray
     if lesion.outside_bone_mm > 0:
         near_bone = bone_distance_mm(tissue_box, grid.spacing) <= lesion.outside_bone_mm
         allowed = near_bone & own_bone & (tissue_box != Tissue.AIR) & (tissue_box != Tissue.LUNG)
-    else:
-        allowed = np.isin(tissue_box, BONE_TISSUES) & own_bone
+    else:  # confined: the cortex stays intact (only lesions that break it may replace it)
+        allowed = np.isin(tissue_box, MARROW_TISSUES) & own_bone
     mask = inside & allowed
     parts = mask.astype(np.uint8)
     if lesion.necrotic is not None:

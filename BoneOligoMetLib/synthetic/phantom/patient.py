@@ -1,9 +1,9 @@
 """One synthetic patient: clinical values, anatomy, lesions, CT and PET; generate and write.
 
 Deterministic: everything derives from ``numpy.random.SeedSequence([seed, index])``, split into
-independent streams (clinical, anatomy, lesions, CT noise, PET noise), so a cohort's patient
-``index`` is the same whichever worker makes it, and ``generate_patient(seed)`` is the first
-patient of ``generate_cohort(..., seed)``.
+independent streams (clinical, anatomy, lesions, CT noise, PET noise, physiology), so a cohort's
+patient ``index`` is the same whichever worker makes it, and ``generate_patient(seed)`` is the
+first patient of ``generate_cohort(..., seed)``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Union
 
@@ -53,6 +53,7 @@ from BoneOligoMetLib.synthetic.phantom.pet import (
     simulate_pet,
     suv_per_bqml,
 )
+from BoneOligoMetLib.synthetic.phantom.physiology import Physiology
 from BoneOligoMetLib.synthetic.phantom.presets import Preset, get_preset
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class SyntheticPatient:
     tissues: sitk.Image  # uint8 anatomy.Tissue labels (CT grid)
     liver_seed_lps_mm: tuple[float, float, float]  # centre for the 3 cm liver reference VOI
     measured_suv_max: dict[int, float] = field(default_factory=dict)
+    physiology: Optional[Physiology] = None
 
     def lesion_records(self) -> list[dict]:
         """One ground-truth record per lesion (label, type, site, volume, fractions, ...)."""
@@ -190,6 +192,7 @@ class SyntheticPatient:
             "suv_per_bqml": self.suv_per_bqml,
             "liver_seed_lps_mm": [round(c, 2) for c in self.liver_seed_lps_mm],
             "uptake_suv": self.uptake.as_dict(),
+            "physiology": self.physiology.as_dict() if self.physiology is not None else None,
             "ct_hu": asdict(self.ct_parameters),
             "anatomy": {k: v for k, v in asdict(self.anatomy_parameters).items() if k != "extra"},
             "n_lesions": len(self.lesions),
@@ -285,8 +288,8 @@ def generate_patient(
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     patient_id = patient_id or f"BOM{index + 1:04d}"
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(5)]
-    rng_clinical, rng_anatomy, rng_lesions, rng_ct, rng_pet = streams
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(6)]
+    rng_clinical, rng_anatomy, rng_lesions, rng_ct, rng_pet, rng_physiology = streams
 
     clinical = sample_clinical(rng_clinical, patient_id)
     anatomy_parameters = AnatomyParameters.sample(rng_anatomy, clinical.weight_kg)
@@ -295,6 +298,9 @@ def generate_patient(
         rng_anatomy, clinical.age_years, clinical.weight_kg, preset.ct_noise_hu
     )
     anatomy = build_anatomy(anatomy_parameters)
+    physiology = Physiology.sample(rng_physiology, clinical.age_years, anatomy.joints)
+    uptake = uptake.with_physiology(physiology)
+    ct_parameters = replace(ct_parameters, yellow_marrow_hu=physiology.yellow_marrow_hu)
 
     ct_grid = preset.ct_grid
     tissues = anatomy.rasterize(ct_grid)
@@ -310,7 +316,9 @@ def generate_patient(
     for lesion, raster in placed:
         paint(labels, raster, lesion.label)
         paint(parts, raster, raster.parts)
-    ct = synthesize_ct(ct_grid, tissues, placed, ct_parameters, preset.ct_blur_fwhm_mm, rng_ct)
+    ct = synthesize_ct(
+        ct_grid, tissues, placed, ct_parameters, preset.ct_blur_fwhm_mm, rng_ct, physiology
+    )
 
     body_low, body_high = anatomy.body_bounds()
     activity_grid, pet_start, _ = activity_grid_for(
@@ -329,7 +337,9 @@ def generate_patient(
             )
             for lesion, _ in placed
         ]
-    level = fdg_level_map(activity_tissues, activity_lesions, uptake)
+    level = fdg_level_map(
+        activity_tissues, activity_lesions, uptake, activity_grid, physiology, anatomy.joints
+    )
     factor = suv_per_bqml(
         clinical.weight_kg,
         clinical.injected_dose_bq,
@@ -372,6 +382,7 @@ def generate_patient(
         tissues=ct_grid.image(tissues),
         liver_seed_lps_mm=tuple(float(c) for c in anatomy.liver_seed_mm),
         measured_suv_max=measured,
+        physiology=physiology,
     )
 
 

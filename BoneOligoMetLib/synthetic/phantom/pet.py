@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
@@ -29,8 +30,11 @@ from scipy import ndimage
 from BoneOligoMetLib.io.dicom_tags import F18_HALF_LIFE_S
 from BoneOligoMetLib.synthetic.phantom.anatomy import Tissue
 from BoneOligoMetLib.synthetic.phantom.grid import Grid
+from BoneOligoMetLib.synthetic.phantom.joints import Joint
 from BoneOligoMetLib.synthetic.phantom.lesion_render import RasterLesion, lesion_suv, paint
 from BoneOligoMetLib.synthetic.phantom.lesions import Lesion
+from BoneOligoMetLib.synthetic.phantom.physiology import Physiology
+from BoneOligoMetLib.synthetic.phantom.shapes import sdf_in_box
 
 COUNT_EFFICIENCY = 1e-3
 
@@ -52,6 +56,14 @@ class UptakeParameters:
     fat: float = 0.3
     lung: float = 0.35
     csf: float = 0.2
+    # set from the patient's physiology (``physiology.Physiology``)
+    cartilage: float = 0.5
+    yellow_marrow: float = 0.45
+    joint: float = 1.0
+    bowel: float = 1.3
+    bowel_content: float = 0.3
+    renal_pelvis: float = 10.0
+    ureter: float = 10.0  # where a bolus of urine is; 0.7 (soft tissue) elsewhere
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> UptakeParameters:
@@ -83,7 +95,30 @@ class UptakeParameters:
         suv[Tissue.KIDNEY] = self.kidney
         suv[Tissue.SPLEEN] = self.spleen
         suv[Tissue.CSF] = self.csf
+        suv[Tissue.CARTILAGE] = self.cartilage
+        suv[Tissue.YELLOW_MARROW] = self.yellow_marrow
+        suv[Tissue.JOINT] = self.joint
+        suv[Tissue.BOWEL_WALL] = self.bowel
+        suv[Tissue.BOWEL_CONTENT] = self.bowel_content
+        suv[Tissue.RENAL_PELVIS] = self.renal_pelvis
+        suv[Tissue.URETER] = self.soft_tissue
         return suv
+
+    def with_physiology(self, physiology: Physiology) -> UptakeParameters:
+        """These levels with the patient's marrow activation, yellow marrow, joints, bowel
+        and urine (the spleen rises with an activated marrow)."""
+        metformin = physiology.metformin
+        return replace(
+            self,
+            marrow=self.marrow * physiology.marrow_activation,
+            spleen=self.spleen * (1.2 if physiology.marrow_activation > 1.0 else 1.0),
+            yellow_marrow=physiology.yellow_marrow_suv,
+            joint=physiology.joint_suv,
+            bowel=physiology.bowel_suv,
+            bowel_content=0.6 * physiology.bowel_suv if metformin else self.bowel_content,
+            renal_pelvis=self.bladder * physiology.renal_pelvis_fraction,
+            ureter=self.bladder * physiology.ureter_fraction,
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -101,13 +136,50 @@ def suv_per_bqml(
     return weight_kg * 1000.0 / (injected_dose_bq * 2.0 ** (-uptake_s / half_life_s))
 
 
+def _modulate(level, tissues, tissue, grid: Grid, factor) -> None:
+    """Multiply the level of ``tissue``'s voxels by ``factor(x, y, z)`` (LPS mm)."""
+    kk, jj, ii = np.nonzero(tissues == tissue)
+    if kk.size:
+        x, y, z = grid.axis(0)[ii], grid.axis(1)[jj], grid.axis(2)[kk]
+        level[kk, jj, ii] *= np.asarray(factor(x, y, z), dtype=np.float32)
+
+
 def fdg_level_map(
     tissues: np.ndarray,
     lesions: Sequence[tuple[Lesion, RasterLesion]],
     uptake: UptakeParameters,
+    grid: Optional[Grid] = None,
+    physiology: Optional[Physiology] = None,
+    joints: Sequence[Joint] = (),
 ) -> np.ndarray:
-    """FDG level (SUV, float32) per voxel of the activity grid, before blur and noise."""
+    """FDG level (SUV, float32) per voxel of the activity grid, before blur and noise.
+
+    With ``physiology`` (and the activity ``grid``): the red marrow's texture, hot bowel
+    segments, boluses of urine in the ureters and the hot ``joints``.
+    """
     level = uptake.table()[tissues]
+    if physiology is not None and grid is not None:
+        _modulate(level, tissues, Tissue.CANCELLOUS_BONE, grid, physiology.marrow_factor)
+        _modulate(level, tissues, Tissue.BOWEL_WALL, grid, physiology.bowel_factor)
+        if physiology.metformin:
+            _modulate(level, tissues, Tissue.BOWEL_CONTENT, grid, physiology.bowel_factor)
+        ureter = np.float32(uptake.ureter - uptake.soft_tissue)
+        _modulate(
+            level,
+            tissues,
+            Tissue.URETER,
+            grid,
+            lambda x, y, z: 1.0 + ureter / uptake.soft_tissue * physiology.ureter_bolus(x, y, z),
+        )
+        by_name = {joint.name: joint for joint in joints}
+        for name, suv in physiology.hot_joints:
+            focus = by_name[name].focus
+            box = grid.box(*focus.bounds())
+            if box.empty:
+                continue
+            inside = sdf_in_box(focus, box) <= 0
+            inside &= np.isin(tissues[box.slices], (Tissue.JOINT, Tissue.SOFT_TISSUE, Tissue.FAT))
+            level[box.slices][inside] = suv
     for lesion, raster in lesions:
         if raster.n_voxels:
             paint(level, raster, lesion_suv(lesion, raster))

@@ -198,6 +198,23 @@ class Difference(Shape):
 
 
 @dataclass
+class Intersection(Shape):
+    """Points inside every one of ``parts`` (e.g. a curved shell cut to an outline)."""
+
+    parts: list[Shape] = field(default_factory=list)
+
+    def bounds(self):
+        lows, highs = zip(*(part.bounds() for part in self.parts))
+        return np.max(lows, axis=0), np.min(highs, axis=0)
+
+    def sdf(self, x, y, z):
+        out = self.parts[0].sdf(x, y, z)
+        for part in self.parts[1:]:
+            out = np.maximum(out, part.sdf(x, y, z))
+        return out
+
+
+@dataclass
 class Union(Shape):
     parts: list[Shape] = field(default_factory=list)
 

@@ -65,15 +65,20 @@ class RankingModel:
         return 1.0 / (1.0 + np.exp(-raw))
 
 
-def recipe_hash(recipe: dict[str, Any]) -> str:
-    """The recipe with the search's parameters and the features it was trained on."""
+def settings_hash(spec: dict[str, Any]) -> str:
+    """SHA-256 of ``spec`` with the search's parameters and the features (JSON, sorted keys)."""
     spec = {
-        "recipe": recipe,
+        **spec,
         "config": dataclasses.asdict(CandidateConfig()),
         "features": list(FEATURES),
         "feature_version": FEATURE_VERSION,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    """The recipe with the search's parameters and the features it was trained on."""
+    return settings_hash({"recipe": recipe})
 
 
 def model_from_dict(data: Any, where: str) -> RankingModel:

@@ -20,8 +20,6 @@ feature changes). The seeds of the benchmark (``bench/bench_candidates.py``) are
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -30,15 +28,14 @@ from typing import Any, Optional
 import numpy as np
 
 from BoneOligoMetLib.lesions.candidate_features import FEATURES
-from BoneOligoMetLib.lesions.candidate_maps import CandidateConfig
 from BoneOligoMetLib.lesions.candidate_ranking import (
     DEFAULT_MODEL,
-    FEATURE_VERSION,
     FORMAT,
     HIT_MM,
     match_lesions,
     model_from_dict,
     recipe_hash,
+    settings_hash,
 )
 
 OSTEOBLASTIC_SET = ["osteoblastic_metastasis", "osteoblastic_metastasis", "mixed_metastasis"]
@@ -113,14 +110,7 @@ def _threshold(scores: list[np.ndarray], hits: list[np.ndarray], fp_per_patient:
 
 
 def _cohort_hash(cohort: dict[str, Any]) -> str:
-    spec = {
-        "cohort": cohort,
-        "config": dataclasses.asdict(CandidateConfig()),
-        "features": list(FEATURES),
-        "feature_version": FEATURE_VERSION,
-        "hit_mm": HIT_MM,
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return settings_hash({"cohort": cohort, "hit_mm": HIT_MM})[:16]
 
 
 def _cohort_rows(cohort: dict[str, Any], workers: int, work: Optional[Path]) -> list[dict]:

@@ -424,7 +424,8 @@ def test_avid_lesions_of_unseen_generated_patients_reach_dice_0_8():
     # Floors from the PET+CT border tuned on seeds 11 and 23 (on the phantom whose confined
     # lesions leave the cortex intact: median 0.90 / 0.92 there): on these seeds median 0.83,
     # 5 of 8 at ≥ 0.8, the lowest 0.57 (a 77-voxel rib lesion, SUVmax 3.5, segmented 158 voxels:
-    # the PET's blur over the rib's intact cortex); one lesion's margin below each. The cohort distribution (seed 7) is in bench/bench_segment.py and the README.
+    # the PET's blur over the rib's intact cortex); one lesion's margin below each. The cohort
+    # distribution (seed 7) is in bench/bench_segment.py and the README.
     assert np.median(dices) >= 0.8, np.round(dices, 2)
     assert np.mean(dices >= 0.8) >= 0.5, np.round(dices, 2)
     assert dices.min() >= 0.5, np.round(dices, 2)

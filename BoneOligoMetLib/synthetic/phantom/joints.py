@@ -66,6 +66,13 @@ def _part(bone: Bone, kind: str, index: int = 0) -> Shape:
     return [p.shape for p in bone.parts if p.kind == kind][index]
 
 
+def _facet(name: str, centre: tuple, column_radius: float, weight: float) -> Joint:
+    """A facet joint at ``centre``: its space 1.5 mm beyond the articular column's radius and 5 mm
+    high, its hot focus 6 mm around the centre."""
+    space = Ellipsoid(centre, (column_radius + 1.5, column_radius + 1.5, 5.0))
+    return Joint(name, "facet", space, Ellipsoid(centre, (6.0, 6.0, 6.0)), weight=weight)
+
+
 def build_joints(bones: list[Bone], ws: float, zs: float) -> list[Joint]:
     """The joints of ``bones``: hips, sacroiliac, facet (L1–S1 and thoracic), sternoclavicular."""
     by_name = {bone.name: bone for bone in bones}
@@ -119,28 +126,13 @@ def build_joints(bones: list[Bone], ws: float, zs: float) -> list[Joint]:
             top = np.asarray(below.b) + np.array([0.0, 0.0, below.radius])
             bottom = np.asarray(above.a) - np.array([0.0, 0.0, above.radius])
             centre = tuple((top + bottom) / 2.0)
-            joints.append(
-                Joint(
-                    f"{upper.name}/{lower.name} {side_name} facet",
-                    "facet",
-                    Ellipsoid(centre, (below.radius + 1.5, below.radius + 1.5, 5.0)),
-                    Ellipsoid(centre, (6.0, 6.0, 6.0)),
-                    weight=0.6 if lumbar else 0.1,
-                )
-            )
+            name = f"{upper.name}/{lower.name} {side_name} facet"
+            joints.append(_facet(name, centre, below.radius, 0.6 if lumbar else 0.1))
     # The lumbosacral facets: L5's columns on the sacrum's first segment.
     l5 = by_name["L5"]
     for index, side_name in enumerate(("right", "left")):
         below = _part(l5, "facet", index)
         assert isinstance(below, Capsule)
         centre = tuple(np.asarray(below.a) - np.array([0.0, 0.0, below.radius + 1.5]))
-        joints.append(
-            Joint(
-                f"L5/S1 {side_name} facet",
-                "facet",
-                Ellipsoid(centre, (below.radius + 1.5, below.radius + 1.5, 5.0)),
-                Ellipsoid(centre, (6.0, 6.0, 6.0)),
-                weight=0.8,
-            )
-        )
+        joints.append(_facet(f"L5/S1 {side_name} facet", centre, below.radius, 0.8))
     return joints
